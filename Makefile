@@ -1,0 +1,47 @@
+# roadrunner: the two set-up commands are `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-all lint typecheck interop bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/roadrunner examples.hello:app --host 127.0.0.1 --port 8000
+
+lint: $(STAMP)
+	$(BIN)/ruff check roadrunner tests bench examples
+
+typecheck: $(STAMP)
+	$(BIN)/mypy roadrunner
+
+test: lint typecheck
+	$(BIN)/python -m pytest -q -p no:cacheprovider --cov=roadrunner --cov-report=term --cov-fail-under=90
+
+# Run the suite on every supported CPython (pyenv provides 3.10-3.13).
+test-all:
+	@for v in 3.10 3.11 3.12 3.13; do \
+		py=$$(ls -d $$HOME/.pyenv/versions/$$v*/bin/python3 2>/dev/null | head -1); \
+		[ -n "$$py" ] || { echo "python $$v not found"; exit 1; }; \
+		$$py -m venv .venv-$$v && .venv-$$v/bin/pip install -q -e '.[test]' && \
+		.venv-$$v/bin/python -m pytest -q -p no:cacheprovider || exit 1; \
+	done
+
+interop: $(STAMP)
+	bash tests/interop/install.sh
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/interop
+
+bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .venv-3.* .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache

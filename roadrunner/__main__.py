@@ -1,0 +1,5 @@
+"""python -m roadrunner"""
+
+from roadrunner.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ASGI side: scope building, message validation and the Stream classes."""

@@ -1,0 +1,276 @@
+"""HTTPStream: the ASGI side of one HTTP request, shared by the h1, h2 and h3 connections.
+
+A connection protocol parses bytes into events (body chunk, end, disconnect) and hands them to
+the stream; the stream runs the app and turns its messages into calls on a `StreamTransport`,
+which the connection encodes for its protocol. The stream owns the ASGI message-order state
+machine, request-body backpressure and the extensions; the connection owns framing and limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Protocol
+
+from roadrunner.asgi.validation import (
+    InvalidMessage,
+    validate_early_hint,
+    validate_response_body,
+    validate_response_start,
+    validate_trailers,
+)
+from roadrunner.logging import format_client, request_target
+
+if TYPE_CHECKING:
+    from roadrunner.server import ServerState
+
+logger = logging.getLogger("roadrunner.error")
+access_logger = logging.getLogger("roadrunner.access")
+
+# Pause reading a request body once this much is buffered and not yet received by the app.
+BODY_HIGH_WATER = 65536
+PATHSEND_CHUNK = 65536
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class StreamTransport(Protocol):
+    """What a connection protocol offers one stream (h1: the connection; h2/h3: a stream)."""
+
+    supports_trailers: bool
+
+    def write_informational(self, status: int, headers: Headers) -> None: ...
+
+    def write_head(self, status: int, headers: Headers, end_stream: bool) -> None: ...
+
+    def write_body(self, data: bytes, end_stream: bool) -> None: ...
+
+    def write_trailers(self, headers: Headers) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def body_consumed(self, nbytes: int) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def response_complete(self) -> None: ...
+
+
+class HTTPStream:
+    """One request/response exchange: the ASGI scope with its receive() and send()."""
+
+    __slots__ = (
+        "scope", "transport", "state", "access_log", "body", "more_body", "disconnected",
+        "response_started", "response_complete", "expect_continue", "wants_trailers",
+        "expects_trailers", "status", "message_event", "head_request", "task", "paused",
+        "body_ended", "trailers",
+    )
+
+    def __init__(
+        self,
+        scope: dict[str, Any],
+        transport: StreamTransport,
+        state: ServerState,
+        access_log: bool,
+        expect_continue: bool = False,
+        more_body: bool = True,
+    ) -> None:
+        self.scope = scope
+        self.transport = transport
+        self.state = state
+        self.access_log = access_log
+        self.body = bytearray()
+        self.more_body = more_body
+        self.disconnected = False
+        self.response_started = False
+        self.response_complete = False
+        self.expect_continue = expect_continue
+        self.wants_trailers = False  # the client accepts trailers (TE: trailers / h2 / h3)
+        self.expects_trailers = False  # the app announced trailers in http.response.start
+        self.status = 0
+        self.message_event = asyncio.Event()
+        self.head_request = scope["method"] == "HEAD"
+        self.task: asyncio.Task[None] | None = None
+        self.paused = False
+        self.body_ended = False
+        self.trailers: Headers = []
+
+    # -- events from the connection --------------------------------------------------------------
+
+    def feed_body(self, data: bytes) -> None:
+        self.body += data
+        if len(self.body) > BODY_HIGH_WATER and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+        self.message_event.set()
+
+    def feed_end(self) -> None:
+        self.more_body = False
+        self.message_event.set()
+
+    def feed_disconnect(self) -> None:
+        self.disconnected = True
+        self.message_event.set()
+
+    # -- running the app ---------------------------------------------------------------------------
+
+    async def run(self, app: Any) -> None:
+        """Call the app and enforce what it must do: answer, completely, once."""
+        try:
+            await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError) and self.disconnected:
+                # The client went away and the connection cancelled the app: nothing to answer.
+                self.transport.abort()
+                raise
+            msg = "Exception in ASGI application\n"
+            logger.error(msg, exc_info=exc)
+            if not self.response_started:
+                self.send_error_response(500)
+            else:
+                self.transport.abort()
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if not self.response_started:
+                if not self.disconnected:
+                    logger.error("ASGI callable returned without starting response.")
+                    self.send_error_response(500)
+            elif not self.response_complete and not self.disconnected:
+                logger.error("ASGI callable returned without completing response.")
+                self.transport.abort()
+
+    def send_error_response(self, status: int, extra: Headers | None = None) -> None:
+        """Answer with a short plain-text error (500 after an app failure, 503 when shedding)."""
+        if self.disconnected:
+            return
+        phrase = {500: b"Internal Server Error", 503: b"Service Unavailable"}.get(status, b"Error")
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(phrase)).encode()),
+            (b"connection", b"close"),
+        ]
+        if extra:
+            headers.extend(extra)
+        self.response_started = True
+        self.status = status
+        self.transport.write_head(status, headers, False)
+        self.transport.write_body(b"" if self.head_request else phrase, True)
+        self.finish_response()
+
+    # -- ASGI receive / send -------------------------------------------------------------------------
+
+    async def receive(self) -> dict[str, Any]:
+        if self.expect_continue and not self.response_started and not self.disconnected:
+            # RFC 9110 §10.1.1: 100 Continue only once the app asks for the body.
+            self.expect_continue = False
+            self.transport.write_informational(100, [])
+        if not self.disconnected and not self.response_complete and self.more_body and not self.body:
+            self.message_event.clear()
+            if self.paused:
+                self.paused = False
+                self.transport.resume_reading()
+            await self.message_event.wait()
+        if self.disconnected or self.response_complete:
+            return {"type": "http.disconnect"}
+        body = bytes(self.body)
+        self.body.clear()
+        if self.paused:
+            self.paused = False
+            self.transport.resume_reading()
+        if body:
+            self.transport.body_consumed(len(body))
+        return {"type": "http.request", "body": body, "more_body": self.more_body}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        message_type = message["type"]
+        if self.disconnected:
+            # uvicorn-compatible: sending to a gone client is a silent no-op.
+            return
+        if not self.response_started:
+            if message_type == "http.response.start":
+                self.start_response(message)
+                return
+            if message_type == "http.response.early_hint":
+                links = validate_early_hint(message)
+                self.transport.write_informational(103, [(b"link", link) for link in links])
+                return
+            raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{message_type}'.")
+        if self.response_complete:
+            raise RuntimeError(f"Unexpected ASGI message '{message_type}' sent, after response already completed.")
+        if message_type == "http.response.body" and not self.body_ended:
+            body, more_body = validate_response_body(message)
+            await self.write_body(body, more_body)
+        elif message_type == "http.response.pathsend" and not self.body_ended:
+            await self.send_path(message)
+        elif message_type == "http.response.trailers" and self.expects_trailers and self.body_ended:
+            headers, more_trailers = validate_trailers(message)
+            self.trailers.extend(headers)
+            if not more_trailers:
+                if self.wants_trailers and self.transport.supports_trailers:
+                    self.transport.write_trailers(self.trailers)
+                else:
+                    self.transport.write_body(b"", True)
+                self.finish_response()
+        else:
+            raise RuntimeError(f"Unexpected ASGI message '{message_type}' sent, after response already started.")
+
+    def start_response(self, message: dict[str, Any]) -> None:
+        try:
+            status, headers, trailers = validate_response_start(message)
+        except InvalidMessage as exc:
+            raise RuntimeError(str(exc)) from None
+        self.response_started = True
+        self.status = status
+        self.expects_trailers = trailers
+        self.transport.write_head(status, headers, False)
+
+    async def write_body(self, body: bytes, more_body: bool) -> None:
+        """Write one body chunk; the last one ends the stream unless trailers follow."""
+        if self.head_request:
+            body = b""
+        if more_body:
+            self.transport.write_body(body, False)
+            await self.transport.drain()
+            return
+        self.body_ended = True
+        self.transport.write_body(body, not self.expects_trailers)
+        if not self.expects_trailers:
+            self.finish_response()
+
+    async def send_path(self, message: dict[str, Any]) -> None:
+        """ASGI pathsend extension: stream a file from disk in bounded chunks."""
+        path = message.get("path")
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise RuntimeError("http.response.pathsend requires an absolute 'path' string.")
+        loop = asyncio.get_running_loop()
+        with open(path, "rb") as file:
+            while True:
+                chunk = await loop.run_in_executor(None, file.read, PATHSEND_CHUNK)
+                if not chunk:
+                    break
+                await self.write_body(chunk, True)
+        await self.write_body(b"", False)
+
+    def finish_response(self) -> None:
+        self.response_complete = True
+        self.message_event.set()
+        if self.access_log:
+            self.log_access()
+        self.transport.response_complete()
+
+    def log_access(self) -> None:
+        scope = self.scope
+        access_logger.info(
+            '%s - "%s %s HTTP/%s" %d',
+            format_client(scope.get("client")),
+            scope["method"],
+            request_target(scope),
+            scope["http_version"],
+            self.status,
+        )

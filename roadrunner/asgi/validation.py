@@ -1,0 +1,68 @@
+"""Validation of the ASGI messages an application sends (shared by every protocol)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+# RFC 9110 §5.1: field-name = token; §5.5: field values exclude CR, LF and NUL.
+TOKEN_RE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+\Z")
+INVALID_VALUE_RE = re.compile(rb"[\x00\r\n]")
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class InvalidMessage(RuntimeError):
+    """The application sent an ASGI message that breaks the spec."""
+
+
+def validate_headers(raw: Iterable[Any] | None, lower: bool = True) -> Headers:
+    """Check names are tokens and values carry no CR/LF/NUL; return lower-cased (name, value)."""
+    if raw is None:
+        return []
+    headers: Headers = []
+    for item in raw:
+        try:
+            name, value = item
+        except (TypeError, ValueError):
+            raise InvalidMessage(f"Invalid ASGI header {item!r}: expected a (name, value) pair.") from None
+        if not isinstance(name, bytes) or not isinstance(value, bytes):
+            raise InvalidMessage(f"ASGI header names and values must be bytes, got {item!r}.")
+        if not TOKEN_RE.match(name):
+            raise InvalidMessage(f"Invalid HTTP header name {name!r}.")
+        if INVALID_VALUE_RE.search(value):
+            raise InvalidMessage(f"Invalid HTTP header value {value!r} for {name!r}.")
+        headers.append((name.lower() if lower else name, value))
+    return headers
+
+
+def validate_response_start(message: dict[str, Any]) -> tuple[int, Headers, bool]:
+    """Return (status, headers, trailers) of http.response.start or raise InvalidMessage."""
+    status = message.get("status")
+    if type(status) is not int or not 200 <= status <= 599:
+        # 1xx are interim responses (RFC 9110 §15.2), not a final status an app may start with.
+        raise InvalidMessage(f"Invalid HTTP status code {status!r} in response.")
+    headers = validate_headers(message.get("headers"))
+    return status, headers, bool(message.get("trailers", False))
+
+
+def validate_response_body(message: dict[str, Any]) -> tuple[bytes, bool]:
+    body = message.get("body", b"")
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise InvalidMessage(f"'body' must be bytes, got {type(body).__name__}.")
+    return bytes(body), bool(message.get("more_body", False))
+
+
+def validate_trailers(message: dict[str, Any]) -> tuple[Headers, bool]:
+    return validate_headers(message.get("headers")), bool(message.get("more_trailers", False))
+
+
+def validate_early_hint(message: dict[str, Any]) -> list[bytes]:
+    links = message.get("links", [])
+    out = []
+    for link in links:
+        if not isinstance(link, bytes) or INVALID_VALUE_RE.search(link):
+            raise InvalidMessage(f"Invalid early hint link {link!r}.")
+        out.append(link)
+    return out

@@ -1,0 +1,132 @@
+"""The `roadrunner` command: uvicorn's flags with uvicorn's names and defaults, plus our own.
+
+Every flag also reads ROADRUNNER_<NAME> from the environment (click's auto_envvar_prefix).
+"""
+
+from __future__ import annotations
+
+import platform
+import ssl
+import sys
+from typing import Any
+
+import click
+
+import roadrunner
+from roadrunner.config import (
+    HTTP_CHOICES,
+    INTERFACE_CHOICES,
+    LIFESPAN_CHOICES,
+    LOG_LEVELS,
+    LOOP_CHOICES,
+    PROXY_PROTOCOL_CHOICES,
+    SSL_PROTOCOL_VERSION,
+    WS_CHOICES,
+)
+from roadrunner.main import STARTUP_FAILURE, run
+
+LEVEL_CHOICES = click.Choice(list(LOG_LEVELS.keys()))
+
+
+def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(
+        f"Running roadrunner {roadrunner.__version__} with "
+        f"{platform.python_implementation()} {platform.python_version()} on {platform.system()}"
+    )
+    ctx.exit()
+
+
+@click.command(context_settings={"auto_envvar_prefix": "ROADRUNNER"})
+@click.argument("app", envvar="ROADRUNNER_APP")
+@click.option("--host", type=str, default="127.0.0.1", show_default=True, help="Bind socket to this host.")
+@click.option("--port", type=int, default=8000, show_default=True, help="Bind socket to this port. 0 picks a free port.")
+@click.option("--uds", type=str, default=None, help="Bind to a UNIX domain socket.")
+@click.option("--fd", type=int, default=None, help="Bind to socket from this file descriptor.")
+@click.option("--reload", is_flag=True, default=False, help="Enable auto-reload.")
+@click.option("--reload-dir", "reload_dirs", multiple=True, type=click.Path(exists=True), help="Directories to watch.")
+@click.option("--reload-include", "reload_includes", multiple=True, help="Glob patterns to include while watching.")
+@click.option("--reload-exclude", "reload_excludes", multiple=True, help="Glob patterns to exclude while watching.")
+@click.option("--reload-delay", type=float, default=0.25, show_default=True, help="Delay between previous and next check.")
+@click.option("--workers", type=int, default=None, envvar="WEB_CONCURRENCY", help="Number of worker processes. Defaults to $WEB_CONCURRENCY or 1.")
+@click.option("--loop", type=click.Choice(LOOP_CHOICES), default="auto", show_default=True, help="Event loop implementation.")
+@click.option("--http", type=click.Choice(HTTP_CHOICES), default="auto", show_default=True, help="HTTP/1.1 protocol implementation.")
+@click.option("--ws", type=click.Choice(WS_CHOICES), default="auto", show_default=True, help="WebSocket protocol implementation.")
+@click.option("--ws-max-size", type=int, default=16777216, show_default=True, help="WebSocket max message size in bytes.")
+@click.option("--ws-max-queue", type=int, default=32, show_default=True, help="Max queued incoming WebSocket messages.")
+@click.option("--ws-ping-interval", type=float, default=20.0, show_default=True, help="WebSocket ping interval in seconds.")
+@click.option("--ws-ping-timeout", type=float, default=20.0, show_default=True, help="WebSocket ping timeout in seconds.")
+@click.option("--ws-per-message-deflate", type=bool, default=True, show_default=True, help="WebSocket per-message-deflate compression.")
+@click.option("--lifespan", type=click.Choice(LIFESPAN_CHOICES), default="auto", show_default=True, help="Lifespan implementation.")
+@click.option("--interface", type=click.Choice(INTERFACE_CHOICES), default="auto", show_default=True, help="Application interface.")
+@click.option("--env-file", type=click.Path(exists=True), default=None, help="Environment configuration file.")
+@click.option("--log-config", type=click.Path(exists=True), default=None, help="Logging configuration file (.ini, .json, .yaml).")
+@click.option("--log-level", type=LEVEL_CHOICES, default=None, help="Log level. [default: info]")
+@click.option("--access-log/--no-access-log", default=True, is_flag=True, help="Enable/Disable access log.")
+@click.option("--use-colors/--no-use-colors", default=None, help="Enable/Disable colorized logging.")
+@click.option("--proxy-headers/--no-proxy-headers", default=True, is_flag=True, help="Trust X-Forwarded-Proto and X-Forwarded-For from --forwarded-allow-ips.")
+@click.option("--server-header/--no-server-header", default=True, is_flag=True, help="Enable/Disable default Server header.")
+@click.option("--date-header/--no-date-header", default=True, is_flag=True, help="Enable/Disable default Date header.")
+@click.option("--forwarded-allow-ips", type=str, default=None, help="Comma separated IPs/CIDRs to trust with proxy headers ('*' for all). Defaults to $FORWARDED_ALLOW_IPS or 127.0.0.1.")
+@click.option("--root-path", type=str, default="", help="Set the ASGI 'root_path' for apps mounted below a URL path.")
+@click.option("--limit-concurrency", type=int, default=None, help="Maximum concurrent connections or tasks before answering 503.")
+@click.option("--backlog", type=int, default=2048, show_default=True, help="Maximum number of connections to hold in backlog.")
+@click.option("--limit-max-requests", type=int, default=None, help="Maximum number of requests to service before terminating the process.")
+@click.option("--limit-max-requests-jitter", type=int, default=0, show_default=True, help="Random extra requests (0..N) added to --limit-max-requests per worker.")
+@click.option("--timeout-keep-alive", type=int, default=5, show_default=True, help="Close Keep-Alive connections idle this many seconds.")
+@click.option("--timeout-graceful-shutdown", type=int, default=None, help="Maximum seconds to wait for graceful shutdown.")
+@click.option("--timeout-worker-healthcheck", type=int, default=5, show_default=True, help="Seconds a silent worker survives before it is replaced.")
+@click.option("--ssl-keyfile", type=str, default=None, help="SSL key file.")
+@click.option("--ssl-certfile", type=str, default=None, help="SSL certificate file.")
+@click.option("--ssl-keyfile-password", type=str, default=None, help="SSL keyfile password.")
+@click.option("--ssl-version", type=int, default=int(SSL_PROTOCOL_VERSION), show_default=True, help="SSL version to use (see stdlib ssl module's).")
+@click.option("--ssl-cert-reqs", type=int, default=int(ssl.CERT_NONE), show_default=True, help="Whether client certificate is required (see stdlib ssl module's).")
+@click.option("--ssl-ca-certs", type=str, default=None, help="CA certificates file.")
+@click.option("--ssl-ciphers", type=str, default="TLSv1", show_default=True, help="Ciphers to use (see stdlib ssl module's).")
+@click.option("--header", "headers", multiple=True, help="Specify custom default HTTP response headers as a Name:Value pair.")
+@click.option("--version", is_flag=True, callback=print_version, expose_value=False, is_eager=True, help="Display the roadrunner version and exit.")
+@click.option("--app-dir", default="", show_default=True, help="Look for APP in the specified directory, by adding this to the PYTHONPATH.")
+@click.option("--h11-max-incomplete-event-size", type=int, default=None, help="For h11, the maximum number of bytes to buffer of an incomplete event.")
+@click.option("--factory", is_flag=True, default=False, help="Treat APP as an application factory.")
+# roadrunner's own options
+@click.option("--protocols", type=str, default=None, help="Comma list of h1,h2,h3. [default: h1, plus h2 with TLS]")
+@click.option("--limit-request-line", type=int, default=8192, show_default=True, help="Maximum request-line length (414 above).")
+@click.option("--limit-request-headers-size", type=int, default=16384, show_default=True, help="Maximum request header block size (431 above).")
+@click.option("--limit-request-fields", type=int, default=100, show_default=True, help="Maximum number of request header fields (431 above).")
+@click.option("--limit-request-body", type=int, default=None, help="Maximum request body size in bytes (413 above). Default: unlimited.")
+@click.option("--timeout-request-header", type=float, default=10.0, show_default=True, help="Seconds a client may take to send a request head (408 after).")
+@click.option("--limit-concurrency-soft", type=int, default=None, help="In-flight requests above which new requests get 503 + Retry-After.")
+@click.option("--proxy-protocol", type=click.Choice(PROXY_PROTOCOL_CHOICES), default="off", show_default=True, help="Expect a PROXY protocol header from the load balancer.")
+@click.option("--proxy-protocol-allow-ips", type=str, default=None, help="IPs/CIDRs allowed to send a PROXY header. [default: 127.0.0.1]")
+@click.option("--preload", is_flag=True, default=False, help="Import the app in the master before forking workers.")
+@click.option("--pid", type=str, default=None, help="Write the master process id to this file.")
+@click.option("--limit-worker-memory", type=int, default=None, help="Recycle a worker whose RSS exceeds this many MB.")
+@click.option("--h2-max-concurrent-streams", type=int, default=100, show_default=True, help="HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS.")
+@click.option("--h2-initial-window-size", type=int, default=1048576, show_default=True, help="HTTP/2 per-stream receive window.")
+@click.option("--h2-connection-window-size", type=int, default=4194304, show_default=True, help="HTTP/2 per-connection receive window.")
+@click.option("--h2-max-frame-size", type=int, default=16384, show_default=True, help="HTTP/2 SETTINGS_MAX_FRAME_SIZE.")
+@click.option("--h2-max-header-list-size", type=int, default=16384, show_default=True, help="HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE (431 above).")
+@click.option("--alt-svc/--no-alt-svc", default=True, is_flag=True, help="Advertise HTTP/3 with Alt-Svc when h3 is served.")
+def main(app: str, **kwargs: Any) -> None:
+    """Run the ASGI application APP ("module:attribute")."""
+    headers = []
+    for header in kwargs.pop("headers"):
+        name, sep, value = header.partition(":")
+        if not sep:
+            click.echo(f"Invalid --header {header!r}: expected Name:Value.", err=True)
+            sys.exit(STARTUP_FAILURE)
+        headers.append((name.strip(), value.strip()))
+    kwargs["headers"] = headers
+    for key in ("reload_dirs", "reload_includes", "reload_excludes"):
+        kwargs[key] = list(kwargs[key]) or None
+    if kwargs["app_dir"] == "":
+        kwargs["app_dir"] = "."
+    if kwargs["log_config"] is None:
+        kwargs.pop("log_config")
+    run(app, **kwargs)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+

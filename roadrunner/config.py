@@ -1,0 +1,507 @@
+"""Config: every option in one object, validated once; app import, SSL context, socket binding."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import ipaddress
+import json
+import logging
+import logging.config
+import os
+import socket
+import ssl
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from roadrunner.logging import LOGGING_CONFIG, TRACE_LOG_LEVEL
+
+logger = logging.getLogger("roadrunner.error")
+
+LOG_LEVELS: dict[str, int] = {
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": TRACE_LOG_LEVEL,
+}
+LOOP_CHOICES = ("auto", "asyncio", "uvloop")
+HTTP_CHOICES = ("auto", "h11", "httptools")
+WS_CHOICES = ("auto", "none", "wsproto", "websockets", "websockets-sansio")
+LIFESPAN_CHOICES = ("auto", "on", "off")
+INTERFACE_CHOICES = ("auto", "asgi3", "asgi2")
+PROTOCOL_CHOICES = ("h1", "h2", "h3")
+PROXY_PROTOCOL_CHOICES = ("off", "v1", "v2", "auto")
+# Features whose issue has not landed yet: accepted and validated, refused with a clear message.
+NOT_YET_AVAILABLE: dict[str, str] = {}
+
+SSL_PROTOCOL_VERSION = ssl.PROTOCOL_TLS_SERVER
+
+
+class ConfigError(Exception):
+    """An option is invalid; the CLI prints it as one line and exits 3."""
+
+
+class AppImportError(Exception):
+    """The application could not be imported."""
+
+
+def import_from_string(import_str: Any) -> Any:
+    """Import "module:attribute" (attribute may be dotted)."""
+    if not isinstance(import_str, str):
+        return import_str
+    module_str, _, attrs_str = import_str.partition(":")
+    if not module_str or not attrs_str:
+        raise AppImportError(
+            f'Import string "{import_str}" must be in format "<module>:<attribute>".'
+        )
+    try:
+        module = importlib.import_module(module_str)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_str:
+            raise
+        raise AppImportError(f'Could not import module "{module_str}".') from None
+    instance: Any = module
+    try:
+        for attr in attrs_str.split("."):
+            instance = getattr(instance, attr)
+    except AttributeError:
+        raise AppImportError(
+            f'Attribute "{attrs_str}" not found in module "{module_str}".'
+        ) from None
+    return instance
+
+
+def _is_asgi3(app: Any) -> bool:
+    if inspect.isclass(app):
+        return hasattr(app, "__await__")
+    if inspect.isfunction(app) or inspect.ismethod(app):
+        return asyncio.iscoroutinefunction(app)
+    call = getattr(app, "__call__", None)  # noqa: B004
+    return asyncio.iscoroutinefunction(call)
+
+
+class ASGI2Middleware:
+    """Adapts an ASGI2 (double-callable) application to ASGI3."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        instance = self.app(scope)
+        await instance(receive, send)
+
+
+def parse_protocols(value: str | Sequence[str] | None, tls: bool) -> tuple[str, ...]:
+    """Parse --protocols; the default is h1, plus h2 on TLS listeners."""
+    if value is None or value == "":
+        return ("h1", "h2") if tls else ("h1",)
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for item in items:
+        name = item.strip().lower()
+        if name in ("http1", "http/1.1", "h11"):
+            name = "h1"
+        if name not in PROTOCOL_CHOICES:
+            raise ConfigError(f"Unknown protocol {item!r} in --protocols (choose from h1,h2,h3).")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise ConfigError("--protocols must name at least one of h1,h2,h3.")
+    return tuple(out)
+
+
+def parse_trusted_hosts(value: str | Sequence[str] | None) -> list[str]:
+    """Parse --forwarded-allow-ips: comma list of IPs, CIDRs, '*' or unix socket names."""
+    if value is None:
+        value = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [item.strip() for item in items if item.strip()]
+
+
+class Config:
+    """Every server option with uvicorn's names and defaults, plus roadrunner's own."""
+
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        uds: str | None = None,
+        fd: int | None = None,
+        loop: str = "auto",
+        http: str = "auto",
+        ws: str = "auto",
+        ws_max_size: int = 16 * 1024 * 1024,
+        ws_max_queue: int = 32,
+        ws_ping_interval: float | None = 20.0,
+        ws_ping_timeout: float | None = 20.0,
+        ws_per_message_deflate: bool = True,
+        lifespan: str = "auto",
+        env_file: str | os.PathLike[str] | None = None,
+        log_config: dict[str, Any] | str | None = LOGGING_CONFIG,
+        log_level: str | int | None = None,
+        access_log: bool = True,
+        use_colors: bool | None = None,
+        interface: str = "auto",
+        reload: bool = False,
+        reload_dirs: list[str] | str | None = None,
+        reload_delay: float = 0.25,
+        reload_includes: list[str] | str | None = None,
+        reload_excludes: list[str] | str | None = None,
+        workers: int | None = None,
+        proxy_headers: bool = True,
+        server_header: bool = True,
+        date_header: bool = True,
+        forwarded_allow_ips: list[str] | str | None = None,
+        root_path: str = "",
+        limit_concurrency: int | None = None,
+        limit_max_requests: int | None = None,
+        limit_max_requests_jitter: int = 0,
+        backlog: int = 2048,
+        timeout_keep_alive: float = 5,
+        timeout_notify: float = 30,
+        timeout_graceful_shutdown: float | None = None,
+        timeout_worker_healthcheck: float = 5,
+        callback_notify: Callable[..., Awaitable[None]] | None = None,
+        ssl_keyfile: str | os.PathLike[str] | None = None,
+        ssl_certfile: str | os.PathLike[str] | None = None,
+        ssl_keyfile_password: str | None = None,
+        ssl_version: int = SSL_PROTOCOL_VERSION,
+        ssl_cert_reqs: int = ssl.CERT_NONE,
+        ssl_ca_certs: str | None = None,
+        ssl_ciphers: str = "TLSv1",
+        headers: list[tuple[str, str]] | None = None,
+        factory: bool = False,
+        h11_max_incomplete_event_size: int | None = None,
+        app_dir: str | None = None,
+        # roadrunner's own options
+        protocols: str | Sequence[str] | None = None,
+        limit_request_line: int = 8192,
+        limit_request_headers_size: int = 16384,
+        limit_request_fields: int = 100,
+        limit_request_body: int | None = None,
+        timeout_request_header: float = 10.0,
+        limit_concurrency_soft: int | None = None,
+        retry_after: int = 1,
+        proxy_protocol: str = "off",
+        proxy_protocol_allow_ips: list[str] | str | None = None,
+        preload: bool = False,
+        pid: str | None = None,
+        limit_worker_memory: int | None = None,
+        h2_max_concurrent_streams: int = 100,
+        h2_initial_window_size: int = 1024 * 1024,
+        h2_connection_window_size: int = 4 * 1024 * 1024,
+        h2_max_frame_size: int = 16384,
+        h2_max_header_list_size: int = 16384,
+        h2_max_header_block_size: int = 16384,
+        alt_svc: bool = True,
+    ) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self.uds = uds
+        self.fd = fd
+        self.loop = loop
+        self.http = http
+        self.ws = ws
+        self.ws_max_size = ws_max_size
+        self.ws_max_queue = ws_max_queue
+        self.ws_ping_interval = ws_ping_interval
+        self.ws_ping_timeout = ws_ping_timeout
+        self.ws_per_message_deflate = ws_per_message_deflate
+        self.lifespan = lifespan
+        self.log_config = log_config
+        self.log_level = log_level
+        self.access_log = access_log
+        self.use_colors = use_colors
+        self.interface = interface
+        self.reload = reload
+        self.reload_delay = reload_delay
+        self.workers = workers or 1
+        self.proxy_headers = proxy_headers
+        self.server_header = server_header
+        self.date_header = date_header
+        self.root_path = root_path
+        self.limit_concurrency = limit_concurrency
+        self.limit_max_requests = limit_max_requests
+        self.limit_max_requests_jitter = limit_max_requests_jitter
+        self.backlog = backlog
+        self.timeout_keep_alive = timeout_keep_alive
+        self.timeout_notify = timeout_notify
+        self.timeout_graceful_shutdown = timeout_graceful_shutdown
+        self.timeout_worker_healthcheck = timeout_worker_healthcheck
+        self.callback_notify = callback_notify
+        self.ssl_keyfile = ssl_keyfile
+        self.ssl_certfile = ssl_certfile
+        self.ssl_keyfile_password = ssl_keyfile_password
+        self.ssl_version = ssl_version
+        self.ssl_cert_reqs = ssl_cert_reqs
+        self.ssl_ca_certs = ssl_ca_certs
+        self.ssl_ciphers = ssl_ciphers
+        self.headers: list[tuple[str, str]] = list(headers or [])
+        self.encoded_headers: list[tuple[bytes, bytes]] = []
+        self.factory = factory
+        self.h11_max_incomplete_event_size = h11_max_incomplete_event_size
+        self.app_dir = app_dir
+        self.limit_request_line = limit_request_line
+        self.limit_request_headers_size = limit_request_headers_size
+        self.limit_request_fields = limit_request_fields
+        self.limit_request_body = limit_request_body
+        self.timeout_request_header = timeout_request_header
+        self.limit_concurrency_soft = limit_concurrency_soft
+        self.retry_after = retry_after
+        self.proxy_protocol = proxy_protocol
+        self.proxy_protocol_allow_ips = parse_trusted_hosts(
+            proxy_protocol_allow_ips if proxy_protocol_allow_ips is not None else "127.0.0.1"
+        )
+        self.preload = preload
+        self.pid = pid
+        self.limit_worker_memory = limit_worker_memory
+        self.h2_max_concurrent_streams = h2_max_concurrent_streams
+        self.h2_initial_window_size = h2_initial_window_size
+        self.h2_connection_window_size = h2_connection_window_size
+        self.h2_max_frame_size = h2_max_frame_size
+        self.h2_max_header_list_size = h2_max_header_list_size
+        self.h2_max_header_block_size = h2_max_header_block_size
+        self.alt_svc = alt_svc
+        self.loaded = False
+        self.ssl: ssl.SSLContext | None = None
+
+        self.validate_choices()
+        self.protocols = parse_protocols(protocols, tls=self.is_ssl)
+        self.configure_logging()
+
+        self.reload_dirs: list[Path] = [
+            Path(d) for d in ([reload_dirs] if isinstance(reload_dirs, str) else reload_dirs or [])
+        ]
+        self.reload_includes = (
+            [reload_includes] if isinstance(reload_includes, str) else list(reload_includes or [])
+        )
+        self.reload_excludes = (
+            [reload_excludes] if isinstance(reload_excludes, str) else list(reload_excludes or [])
+        )
+        if env_file is not None:
+            self.load_env_file(env_file)
+        self.forwarded_allow_ips = parse_trusted_hosts(forwarded_allow_ips)
+
+    # -- validation ------------------------------------------------------------------------------
+
+    def validate_choices(self) -> None:
+        """Reject unknown choices and out-of-range limits with one clear message."""
+        checks = [
+            ("loop", self.loop, LOOP_CHOICES),
+            ("http", self.http, HTTP_CHOICES),
+            ("ws", self.ws, WS_CHOICES),
+            ("lifespan", self.lifespan, LIFESPAN_CHOICES),
+            ("interface", self.interface, INTERFACE_CHOICES),
+            ("proxy-protocol", self.proxy_protocol, PROXY_PROTOCOL_CHOICES),
+        ]
+        for name, value, choices in checks:
+            if isinstance(value, str) and value not in choices and ":" not in value:
+                raise ConfigError(f"Invalid value {value!r} for --{name} (choose from {', '.join(choices)}).")
+        positive = {
+            "limit_request_line": self.limit_request_line,
+            "limit_request_headers_size": self.limit_request_headers_size,
+            "limit_request_fields": self.limit_request_fields,
+            "backlog": self.backlog,
+            "h2_max_concurrent_streams": self.h2_max_concurrent_streams,
+        }
+        for name, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}.")
+        for name in ("limit_concurrency", "limit_concurrency_soft", "limit_request_body",
+                     "limit_max_requests"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {value}.")
+        if not 16384 <= self.h2_max_frame_size <= 16777215:
+            # RFC 9113 §6.5.2: SETTINGS_MAX_FRAME_SIZE range.
+            raise ConfigError("--h2-max-frame-size must be between 16384 and 16777215.")
+        if not 0 < self.h2_initial_window_size <= 2**31 - 1:
+            raise ConfigError("--h2-initial-window-size must be between 1 and 2^31-1.")
+        if not 65535 <= self.h2_connection_window_size <= 2**31 - 1:
+            raise ConfigError("--h2-connection-window-size must be between 65535 and 2^31-1.")
+        if self.workers < 1:
+            raise ConfigError("--workers must be at least 1.")
+        for feature, message in NOT_YET_AVAILABLE.items():
+            if getattr(self, feature, None):
+                raise ConfigError(message)
+
+    @property
+    def is_ssl(self) -> bool:
+        return bool(self.ssl_keyfile or self.ssl_certfile)
+
+    @property
+    def use_subprocess(self) -> bool:
+        return bool(self.reload or self.workers > 1)
+
+    @property
+    def asgi_version(self) -> str:
+        return "2.0" if self.interface == "asgi2" else "3.0"
+
+    def load_env_file(self, env_file: str | os.PathLike[str]) -> None:
+        """Load KEY=VALUE lines (python-dotenv if installed, else a small parser)."""
+        path = Path(env_file)
+        if not path.is_file():
+            raise ConfigError(f"Environment file {str(path)!r} not found.")
+        logger.info("Loading environment from '%s'", path)
+        for raw in path.read_text().splitlines():
+            line = raw.strip()
+            if not line or line.startswith("#") or "=" not in line:
+                continue
+            key, _, value = line.removeprefix("export ").partition("=")
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            os.environ.setdefault(key.strip(), value)
+
+    def configure_logging(self) -> None:
+        """Apply --log-config (dict, .json, .yaml or .ini), --log-level and --access-log."""
+        logging.addLevelName(TRACE_LOG_LEVEL, "TRACE")
+        if self.log_config is not None:
+            if isinstance(self.log_config, dict):
+                config = json.loads(json.dumps(self.log_config))
+                if self.use_colors in (True, False):
+                    config["formatters"]["default"]["use_colors"] = self.use_colors
+                    config["formatters"]["access"]["use_colors"] = self.use_colors
+                logging.config.dictConfig(config)
+            elif isinstance(self.log_config, str) and self.log_config.endswith(".json"):
+                with open(self.log_config) as file:
+                    logging.config.dictConfig(json.load(file))
+            elif isinstance(self.log_config, str) and self.log_config.endswith((".yaml", ".yml")):
+                import yaml
+
+                with open(self.log_config) as file:
+                    logging.config.dictConfig(yaml.safe_load(file))
+            else:
+                logging.config.fileConfig(self.log_config, disable_existing_loggers=False)
+        if self.log_level is not None:
+            level = (
+                LOG_LEVELS[self.log_level.lower()] if isinstance(self.log_level, str)
+                else self.log_level
+            )
+            for name in ("roadrunner", "roadrunner.error", "roadrunner.access", "roadrunner.asgi"):
+                logging.getLogger(name).setLevel(level)
+        if not self.access_log:
+            access = logging.getLogger("roadrunner.access")
+            access.handlers = []
+            access.propagate = False
+
+    # -- loading ---------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Build the SSL context, encode headers, import and wrap the app."""
+        assert not self.loaded
+        if self.is_ssl:
+            self.ssl = self.create_ssl_context()
+        self.encoded_headers = [
+            (key.lower().encode("latin-1"), value.encode("latin-1")) for key, value in self.headers
+        ]
+        if self.server_header and b"server" not in dict(self.encoded_headers):
+            self.encoded_headers.insert(0, (b"server", b"roadrunner"))
+        if self.app_dir is not None:
+            sys.path.insert(0, self.app_dir)
+        try:
+            self.loaded_app = import_from_string(self.app)
+        except AppImportError as exc:
+            logger.error("Error loading ASGI app. %s", exc)
+            raise
+        if self.factory:
+            try:
+                self.loaded_app = self.loaded_app()
+            except TypeError as exc:
+                logger.error("Error loading ASGI app factory: %s", exc)
+                raise AppImportError(f"Error loading ASGI app factory: {exc}") from exc
+        elif not callable(self.loaded_app) and isinstance(self.app, str):
+            raise AppImportError(f'Attribute "{self.app}" is not callable.')
+        if self.interface == "auto":
+            self.interface = "asgi3" if _is_asgi3(self.loaded_app) else "asgi2"
+        if self.interface == "asgi2":
+            self.loaded_app = ASGI2Middleware(self.loaded_app)
+        if self.proxy_headers:
+            from roadrunner.middleware.proxy_headers import ProxyHeadersMiddleware
+
+            self.loaded_app = ProxyHeadersMiddleware(
+                self.loaded_app, trusted_hosts=self.forwarded_allow_ips
+            )
+        self.loaded = True
+
+    def create_ssl_context(self) -> ssl.SSLContext:
+        """An SSL context from the uvicorn ssl options; ALPN lists the enabled protocols."""
+        try:
+            context = ssl.SSLContext(self.ssl_version)
+            assert self.ssl_certfile is not None
+            password = self.ssl_keyfile_password
+            context.load_cert_chain(
+                self.ssl_certfile, self.ssl_keyfile, (lambda: password) if password else None
+            )
+            context.verify_mode = ssl.VerifyMode(self.ssl_cert_reqs)
+            if self.ssl_ca_certs:
+                context.load_verify_locations(self.ssl_ca_certs)
+            if self.ssl_ciphers:
+                context.set_ciphers(self.ssl_ciphers)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise ConfigError(f"Could not load the TLS certificate or key: {exc}") from exc
+        alpn = (["h2"] if "h2" in self.protocols else []) + (
+            ["http/1.1"] if "h1" in self.protocols else []
+        )
+        if alpn:
+            context.set_alpn_protocols(alpn)
+        return context
+
+    # -- sockets ---------------------------------------------------------------------------------
+
+    def bind_socket(self, reuse_port: bool = False) -> socket.socket:
+        """Bind the TCP listening socket (or UDS / fd) in the master process."""
+        if self.uds:
+            path = self.uds
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                if os.path.exists(path) and not Path(path).is_socket():
+                    raise ConfigError(f"Cannot bind to {path!r}: a file that is not a socket.")
+                if os.path.exists(path):
+                    os.unlink(path)
+                sock.bind(path)
+                os.chmod(path, 0o666)
+            except OSError as exc:
+                raise ConfigError(f"Cannot bind to unix socket {path!r}: {exc.strerror}") from exc
+            return sock
+        if self.fd is not None:
+            return socket.fromfd(self.fd, socket.AF_UNIX, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if self.host and ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port and hasattr(socket, "SO_REUSEPORT"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"Cannot bind to {self.host}:{self.port}: {exc.strerror}.") from exc
+        sock.set_inheritable(True)
+        return sock
+
+
+def is_trusted(host: str | None, trusted: Sequence[str]) -> bool:
+    """True when host matches an IP, CIDR, '*' or literal entry of the trusted list."""
+    if "*" in trusted:
+        return True
+    if host is None:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host in trusted
+    for entry in trusted:
+        try:
+            if address in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            if entry == host:
+                return True
+    return False

@@ -1,0 +1,1 @@
+"""Edge middleware: plain ASGI wrappers usable with any ASGI app."""

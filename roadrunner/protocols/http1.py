@@ -1,0 +1,688 @@
+"""HTTP/1.1 connections: one framing core, two parsers (httptools fast path, h11 strict path).
+
+`H1Connection` owns what both parsers share: request validation (RFC 9112), limits, scope
+building, pipelining, keep-alive and header-read timers, response framing and write
+backpressure. `HttpToolsConnection` and `H11Connection` only turn bytes into the calls
+`begin_request` / `request_body` / `request_end` / `reject`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import urllib.parse
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import h11
+
+from roadrunner.asgi.stream import HTTPStream
+from roadrunner.logging import escape_control
+
+try:
+    import httptools
+except ImportError:  # pragma: no cover - httptools is a hard dependency on CPython
+    httptools = None
+
+if TYPE_CHECKING:
+    from roadrunner.config import Config
+    from roadrunner.server import ServerState
+
+logger = logging.getLogger("roadrunner.error")
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def _status_line(status: int) -> bytes:
+    try:
+        phrase = http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        phrase = b""
+    return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+
+
+STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
+ERROR_BODIES = {
+    400: b"Invalid HTTP request received.",
+    408: b"Request header read timed out.",
+    413: b"Request body too large.",
+    414: b"Request line too long.",
+    431: b"Request header fields too large.",
+    501: b"Unsupported Transfer-Encoding.",
+    503: b"Service Unavailable",
+}
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+class RequestRejected(Exception):
+    """A request the server answers itself with an error status, then closes."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+class H1Connection(asyncio.Protocol):
+    """Shared HTTP/1.1 connection machinery; subclasses supply the parser."""
+
+    supports_trailers = True
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if not config.loaded:
+            config.load()
+        self.config = config
+        self.app = config.loaded_app
+        self.state = server_state
+        self.app_state = app_state
+        self.loop = _loop or asyncio.get_event_loop()
+        self.root_path = config.root_path
+        self.access_log = config.access_log and logger.root is not None
+        self.limit_request_line = config.limit_request_line
+        self.limit_headers_size = config.limit_request_headers_size
+        self.limit_fields = config.limit_request_fields
+        self.limit_body = config.limit_request_body
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+        self.scheme = "http"
+        # Per-connection state.
+        self.parsing: HTTPStream | None = None  # the request whose body is being parsed
+        self.active: HTTPStream | None = None  # the request whose response is being written
+        self.pipeline: deque[HTTPStream] = deque()
+        self.keep_alive = True
+        self.closing = False
+        self.read_paused = False
+        self.write_paused = False
+        self.drain_waiter: asyncio.Future[None] | None = None
+        self.keep_alive_timer: asyncio.TimerHandle | None = None
+        self.header_timer: asyncio.TimerHandle | None = None
+        self.bytes_in_request = 0
+        # Response framing of the active stream.
+        self.chunked = False
+        self.expected_length: int | None = None
+        self.sent_length = 0
+        self.response_keep_alive = True
+        self.head_response = False
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        self.transport = transport  # type: ignore[assignment]
+        self.state.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        self.client = tuple(peer[:2]) if isinstance(peer, tuple) else None  # type: ignore[assignment]
+        self.server = tuple(sock[:2]) if isinstance(sock, tuple) else None  # type: ignore[assignment]
+        self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
+        self.header_timer = self.loop.call_later(
+            self.config.timeout_request_header, self.on_header_timeout
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state.connections.discard(self)
+        self.closing = True
+        self.cancel_timers()
+        for stream in (self.active, self.parsing, *self.pipeline):
+            if stream is not None:
+                stream.feed_disconnect()
+        self.pipeline.clear()
+        if self.drain_waiter is not None and not self.drain_waiter.done():
+            self.drain_waiter.set_result(None)
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.drain_waiter is not None and not self.drain_waiter.done():
+            self.drain_waiter.set_result(None)
+
+    def cancel_timers(self) -> None:
+        if self.keep_alive_timer is not None:
+            self.keep_alive_timer.cancel()
+            self.keep_alive_timer = None
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+
+    # -- timers ---------------------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        """The first byte of a request arrived: idle timer off, header-read timer on."""
+        if self.keep_alive_timer is not None:
+            self.keep_alive_timer.cancel()
+            self.keep_alive_timer = None
+        if self.header_timer is None:
+            self.header_timer = self.loop.call_later(
+                self.config.timeout_request_header, self.on_header_timeout
+            )
+
+    def on_header_timeout(self) -> None:
+        """Slowloris guard: a request head not complete in time gets 408 (or a plain close)."""
+        self.header_timer = None
+        if self.transport.is_closing():
+            return
+        if self.bytes_in_request and self.active is None:
+            logger.info("Request header read timed out from %s", self.peer_text())
+            self.send_error(408)
+        else:
+            self.transport.close()
+
+    def on_keep_alive_timeout(self) -> None:
+        self.keep_alive_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    # -- events from the parser -----------------------------------------------------------------
+
+    def begin_request(
+        self, method: bytes, target: bytes, http_version: str, headers: Headers
+    ) -> None:
+        """A complete request head: validate it, build the scope and queue or start the stream."""
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+        self.bytes_in_request = 0
+        content_length, chunked, expect_continue, keep_alive, wants_trailers, upgrade = (
+            self.check_headers(headers, http_version)
+        )
+        if len(target) > self.limit_request_line:
+            raise RequestRejected(414, "request target too long")
+        if target == b"*":
+            if method != b"OPTIONS":
+                raise RequestRejected(400, "asterisk-form is only valid for OPTIONS")
+            raw_path, query = b"*", b""
+        elif target.startswith(b"/"):
+            raw_path, _, query = target.partition(b"?")
+        else:
+            # RFC 9112 §3.2.2: absolute-form; the path is taken from the target.
+            try:
+                url = urllib.parse.urlsplit(target.decode("ascii"))
+            except (UnicodeDecodeError, ValueError):
+                raise RequestRejected(400, "invalid request target") from None
+            if url.scheme not in ("http", "https") or not url.netloc:
+                raise RequestRejected(400, "invalid request target")
+            raw_path = (url.path or "/").encode("ascii")
+            query = url.query.encode("ascii")
+        raw_path = raw_path.split(b"#", 1)[0]
+        path = raw_path.decode("latin-1")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        if self.limit_body is not None and content_length is not None and content_length > self.limit_body:
+            raise RequestRejected(413, "request body too large")
+        if not keep_alive or self.closing:
+            self.keep_alive = False
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": self.config.asgi_version, "spec_version": "2.5"},
+            "http_version": http_version,
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": method.decode("ascii"),
+            "root_path": self.root_path,
+            "path": self.root_path + path,
+            "raw_path": self.root_path.encode("ascii") + raw_path if self.root_path else raw_path,
+            "query_string": query,
+            "headers": headers,
+            "state": self.app_state.copy(),
+            "extensions": {
+                "http.response.trailers": {},
+                "http.response.early_hint": {},
+                "http.response.pathsend": {},
+            },
+        }
+        has_body = chunked or bool(content_length)
+        stream = HTTPStream(
+            scope, self, self.state, self.access_log, expect_continue and has_body, has_body
+        )
+        stream.wants_trailers = wants_trailers and http_version == "1.1"
+        self.body_received = 0
+        self.parsing = stream if has_body else None
+        if upgrade is not None and self.handle_upgrade(upgrade, stream):
+            return
+        if self.active is None:
+            self.run_stream(stream)
+        else:
+            # RFC 9112 §9.3.2: pipelined requests are answered in order; stop reading meanwhile.
+            self.pipeline.append(stream)
+            self.pause_reading()
+
+    def handle_upgrade(self, token: bytes, stream: HTTPStream) -> bool:
+        """Hook for protocol upgrades (WebSocket, h2c); plain HTTP handles none."""
+        return False
+
+    def check_headers(
+        self, headers: Headers, http_version: str
+    ) -> tuple[int | None, bool, bool, bool, bool, bytes | None]:
+        """Apply RFC 9112 framing rules and the header limits to a parsed head."""
+        if len(headers) > self.limit_fields:
+            raise RequestRejected(431, "too many header fields")
+        content_length: int | None = None
+        transfer_encoding: bytes | None = None
+        expect_continue = False
+        keep_alive = http_version == "1.1"
+        wants_trailers = False
+        upgrade: bytes | None = None
+        connection_tokens: list[bytes] = []
+        hosts = 0
+        size = 0
+        for name, value in headers:
+            size += len(name) + len(value) + 4
+            if name == b"content-length":
+                # RFC 9112 §6.3: differing or invalid Content-Length is unrecoverable; we also
+                # refuse repeated ones so both parsers answer alike.
+                if content_length is not None or not value.isdigit():
+                    raise RequestRejected(400, "invalid or repeated Content-Length")
+                content_length = int(value)
+            elif name == b"transfer-encoding":
+                if transfer_encoding is not None:
+                    transfer_encoding += b", " + value
+                else:
+                    transfer_encoding = value
+            elif name == b"connection":
+                connection_tokens.extend(t.strip().lower() for t in value.split(b","))
+            elif name == b"host":
+                hosts += 1
+            elif name == b"expect":
+                expect_continue = value.lower() == b"100-continue"
+            elif name == b"te":
+                wants_trailers = b"trailers" in value.lower()
+            elif name == b"upgrade":
+                upgrade = value.strip().lower()
+        if size > self.limit_headers_size:
+            raise RequestRejected(431, "header block too large")
+        if transfer_encoding is not None:
+            if content_length is not None:
+                # RFC 9112 §6.1: both framings present is a smuggling attempt.
+                raise RequestRejected(400, "both Transfer-Encoding and Content-Length")
+            if transfer_encoding.strip().lower() != b"chunked" or http_version != "1.1":
+                raise RequestRejected(501, "unsupported Transfer-Encoding")
+        if http_version == "1.1" and hosts != 1:
+            # RFC 9112 §3.2: exactly one Host header in an HTTP/1.1 request.
+            raise RequestRejected(400, "missing or repeated Host header")
+        if b"close" in connection_tokens:
+            keep_alive = False
+        elif b"keep-alive" in connection_tokens:
+            keep_alive = True
+        if upgrade is not None and b"upgrade" not in connection_tokens:
+            upgrade = None
+        return (
+            content_length, transfer_encoding is not None, expect_continue, keep_alive,
+            wants_trailers, upgrade,
+        )
+
+    def request_body(self, data: bytes) -> None:
+        self.body_received += len(data)
+        if self.limit_body is not None and self.body_received > self.limit_body:
+            raise RequestRejected(413, "request body too large")
+        if self.parsing is not None:
+            self.parsing.feed_body(data)
+
+    def request_end(self) -> None:
+        if self.parsing is not None:
+            self.parsing.feed_end()
+            self.parsing = None
+
+    def reject(self, status: int, reason: str) -> None:
+        """Answer a request the parser or the rules refused, log one line, then close."""
+        logger.warning("Invalid HTTP request from %s: %s", self.peer_text(), escape_control(reason))
+        if self.parsing is not None:
+            stream, self.parsing = self.parsing, None
+            if stream.response_started:
+                stream.feed_disconnect()
+                self.transport.close()
+                return
+            stream.feed_disconnect()
+            if stream is self.active:
+                self.active = None
+        self.send_error(status)
+
+    def send_error(self, status: int) -> None:
+        body = ERROR_BODIES.get(status, b"Error")
+        self.transport.write(
+            STATUS_LINES[status]
+            + b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+            + b"content-length: %d\r\n\r\n" % len(body)
+            + body
+        )
+        self.close_connection()
+
+    def close_connection(self) -> None:
+        self.closing = True
+        self.cancel_timers()
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def peer_text(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "unix socket"
+
+    # -- running streams ----------------------------------------------------------------------------
+
+    def run_stream(self, stream: HTTPStream) -> None:
+        self.active = stream
+        self.head_response = stream.head_request
+        app = self.app
+        state = self.state
+        limit = self.config.limit_concurrency
+        soft = self.config.limit_concurrency_soft
+        if (limit is not None and (len(state.connections) > limit or len(state.tasks) >= limit)) or (
+            soft is not None and len(state.tasks) >= soft
+        ):
+            logger.warning("Exceeded concurrency limit.")
+            app = self.service_unavailable
+        task = self.loop.create_task(stream.run(app))
+        stream.task = task
+        state.tasks.add(task)
+        task.add_done_callback(state.tasks.discard)
+        state.total_requests += 1
+
+    async def service_unavailable(self, scope: Any, receive: Any, send: Any) -> None:
+        """Load shedding answer: 503 with Retry-After so clients back off (RFC 9110 §15.6.4)."""
+        stream = self.active
+        assert stream is not None
+        stream.send_error_response(503, [(b"retry-after", str(self.config.retry_after).encode())])
+
+    # -- StreamTransport: what the active stream calls ------------------------------------------------
+
+    def write_informational(self, status: int, headers: Headers) -> None:
+        if self.active is None or self.active.scope["http_version"] != "1.1":
+            return  # RFC 9110 §15.2: no 1xx to HTTP/1.0 clients
+        self.transport.write(
+            STATUS_LINES[status] + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
+        )
+
+    def write_head(self, status: int, headers: Headers, end_stream: bool) -> None:
+        stream = self.active
+        assert stream is not None
+        keep_alive = self.keep_alive and not self.closing
+        expected: int | None = None
+        chunked = False
+        parts = [STATUS_LINES[status]]
+        default = self.state.h1_default_headers
+        app_names = {name for name, _ in headers}
+        for name, value in default:
+            if name not in app_names:
+                parts.append(name + b": " + value + b"\r\n")
+        for name, value in headers:
+            if name == b"content-length":
+                if not value.isdigit():
+                    raise RuntimeError(f"Invalid Content-Length {value!r} in response.")
+                expected = int(value)
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"connection":
+                if value.lower() == b"close":
+                    keep_alive = False
+                continue
+            parts.append(name + b": " + value + b"\r\n")
+        bodyless = self.head_response or status in (204, 304) or status < 200
+        if expected is None and not chunked and not bodyless:
+            if stream.scope["http_version"] == "1.1":
+                chunked = True
+                parts.append(b"transfer-encoding: chunked\r\n")
+            else:
+                keep_alive = False  # HTTP/1.0: the body ends when the connection closes
+        if not keep_alive:
+            self.keep_alive = False
+            parts.append(b"connection: close\r\n")
+        elif stream.scope["http_version"] == "1.0":
+            parts.append(b"connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        self.chunked = chunked and not bodyless
+        self.expected_length = None if bodyless else expected
+        self.sent_length = 0
+        self.transport.write(b"".join(parts))
+
+    def write_body(self, data: bytes, end_stream: bool) -> None:
+        if self.head_response:
+            data = b""
+        if data:
+            self.sent_length += len(data)
+            if self.expected_length is not None and self.sent_length > self.expected_length:
+                raise RuntimeError("Response content longer than Content-Length")
+            if self.chunked:
+                self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+            else:
+                self.transport.write(data)
+        if end_stream:
+            if self.expected_length is not None and self.sent_length < self.expected_length:
+                raise RuntimeError("Response content shorter than Content-Length")
+            if self.chunked:
+                self.transport.write(b"0\r\n\r\n")
+
+    def write_trailers(self, headers: Headers) -> None:
+        if self.chunked:
+            # RFC 9112 §7.1.2: trailer section after the last chunk.
+            self.transport.write(
+                b"0\r\n" + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
+            )
+        else:
+            self.write_body(b"", True)
+
+    async def drain(self) -> None:
+        if self.write_paused and not self.transport.is_closing():
+            self.drain_waiter = self.loop.create_future()
+            await self.drain_waiter
+            self.drain_waiter = None
+
+    def pause_reading(self) -> None:
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and not self.pipeline:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def body_consumed(self, nbytes: int) -> None:
+        pass
+
+    def abort(self) -> None:
+        """The app failed after starting its response: the only honest answer is a close."""
+        self.close_connection()
+
+    def response_complete(self) -> None:
+        self.active = None
+        self.state.requests_done += 1
+        if not self.keep_alive or self.transport.is_closing():
+            self.close_connection()
+            return
+        if self.pipeline:
+            self.run_stream(self.pipeline.popleft())
+            if not self.pipeline:
+                self.resume_reading()
+            return
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        if self.parsing is None and self.header_timer is None:
+            self.keep_alive_timer = self.loop.call_later(
+                self.config.timeout_keep_alive, self.on_keep_alive_timeout
+            )
+
+    # -- server control -------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: close when idle, else finish the response with Connection: close."""
+        self.closing = True
+        self.keep_alive = False
+        if self.active is None and not self.pipeline:
+            self.close_connection()
+
+
+class HttpToolsConnection(H1Connection):
+    """HTTP/1.1 over the httptools (llhttp) parser: the fast path."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.headers: Headers = []
+        self.te_invalid = False
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.bytes_in_request += len(data)
+        try:
+            self.parser.feed_data(data)
+        except RequestRejected as exc:
+            self.reject(exc.status, str(exc))
+        except httptools.HttpParserUpgrade:
+            self.on_parser_upgrade(data)
+        except httptools.HttpParserError as exc:
+            if data.startswith(HTTP2_PREFACE[:14]) and self.on_http2_preface(data):
+                return
+            self.reject(501 if self.te_invalid else 400, str(exc))
+
+    def on_parser_upgrade(self, data: bytes) -> None:
+        """llhttp stops parsing at an upgrade request it was not asked to take over.
+
+        The request itself was already dispatched as plain HTTP; nothing after it can be
+        parsed, so the connection closes once that response is done.
+        """
+        self.keep_alive = False
+        self.pause_reading()
+
+    def on_http2_preface(self, data: bytes) -> bool:
+        """Hook: an HTTP/2 preface on this port (served when h2c is enabled)."""
+        return False
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.url = b""
+        self.headers = []
+        self.header_size = 0
+        self.te_invalid = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self.limit_request_line:
+            raise RequestRejected(414, "request target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        self.header_size += len(name) + len(value) + 4
+        if self.header_size > self.limit_headers_size:
+            raise RequestRejected(431, "header block too large")
+        if len(self.headers) >= self.limit_fields:
+            raise RequestRejected(431, "too many header fields")
+        if name == b"transfer-encoding" and value.strip().lower() != b"chunked":
+            self.te_invalid = True
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise RequestRejected(400, f"unsupported HTTP version {version}")
+        self.begin_request(parser.get_method(), self.url, version, self.headers)
+
+    def on_body(self, body: bytes) -> None:
+        self.request_body(body)
+
+    def on_message_complete(self) -> None:
+        self.request_end()
+
+
+class H11Connection(H1Connection):
+    """HTTP/1.1 over h11: the strict, pure-Python path with the same behaviour."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_event = self.config.h11_max_incomplete_event_size or (
+            self.limit_request_line + self.limit_headers_size + 64
+        )
+        self.h11 = self.new_parser()
+        self.head_bytes = bytearray()
+        self.in_head = True
+
+    def new_parser(self) -> h11.Connection:
+        return h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_event)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.bytes_in_request += len(data)
+        try:
+            self.feed(data)
+        except RequestRejected as exc:
+            self.reject(exc.status, str(exc))
+        except h11.RemoteProtocolError as exc:
+            if bytes(self.head_bytes).startswith(HTTP2_PREFACE[:14]) and self.on_http2_preface(
+                bytes(self.head_bytes)
+            ):
+                return
+            status = exc.error_status_hint
+            if status == 431 and b"\r\n" not in bytes(self.head_bytes[: self.limit_request_line + 2]):
+                status = 414
+            self.reject(status, str(exc))
+
+    def on_http2_preface(self, data: bytes) -> bool:
+        return False
+
+    def feed(self, data: bytes) -> None:
+        if self.in_head:
+            if not self.head_bytes:
+                self.on_message_begin()
+            self.head_bytes += data
+            first_line_end = self.head_bytes.find(b"\r\n")
+            limit = self.limit_request_line + 64
+            if (first_line_end == -1 and len(self.head_bytes) > limit) or first_line_end > limit:
+                raise RequestRejected(414, "request line too long")
+        conn = self.h11
+        conn.receive_data(data)
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if isinstance(event, h11.Request):
+                head = bytes(self.head_bytes)
+                end = head.find(b"\r\n\r\n")
+                block = head[: end + 2] if end != -1 else head
+                if b"\r\n " in block or b"\r\n\t" in block:
+                    # RFC 9112 §5.2: obs-fold; we reject it, as llhttp does.
+                    raise RequestRejected(400, "obsolete line folding in header")
+                self.in_head = False
+                self.head_bytes.clear()
+                version = event.http_version.decode("ascii")
+                headers = [(name, value) for name, value in event.headers]
+                self.begin_request(event.method, event.target, version, headers)
+            elif isinstance(event, h11.Data):
+                self.request_body(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                self.request_end()
+                leftover, _closed = conn.trailing_data
+                conn = self.h11 = self.new_parser()
+                self.in_head = True
+                if leftover:
+                    self.on_message_begin()
+                    self.head_bytes += leftover
+                    conn.receive_data(bytes(leftover))
+            elif isinstance(event, h11.ConnectionClosed):
+                return
+
+
+def connection_class(config: Config) -> Callable[..., H1Connection]:
+    """Pick the HTTP/1.1 implementation for --http."""
+    if config.http == "h11" or (config.http == "auto" and httptools is None):
+        return H11Connection
+    if config.http in ("auto", "httptools"):
+        return HttpToolsConnection
+    from roadrunner.config import import_from_string
+
+    return import_from_string(config.http)  # type: ignore[no-any-return]

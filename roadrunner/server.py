@@ -1,0 +1,262 @@
+"""Server: listeners, the connection registry, lifespan, the 1 s tick, and graceful drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Generator, Sequence
+from email.utils import formatdate
+from typing import Any, Protocol
+
+from roadrunner.config import Config, ConfigError
+from roadrunner.lifespan import lifespan_for
+
+logger = logging.getLogger("roadrunner.error")
+
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STARTUP_FAILURE = 3
+
+
+class Connection(Protocol):
+    """What the server needs of every connection protocol."""
+
+    def shutdown(self) -> None: ...
+
+
+class ServerState:
+    """Shared by all connections of one server: registry, counters and default headers."""
+
+    def __init__(self) -> None:
+        self.total_requests = 0
+        self.requests_done = 0
+        self.connections: set[Any] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.default_headers: list[tuple[bytes, bytes]] = []
+        self.h1_default_headers: list[tuple[bytes, bytes]] = []
+
+
+class Server:
+    """Serves one Config on this process's event loop (uvicorn's Server API)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.server_state = ServerState()
+        self.started = False
+        self.should_exit = False
+        self.force_exit = False
+        self.last_notified = 0.0
+        self.servers: list[asyncio.AbstractServer] = []
+        self.extra_listeners: list[Any] = []  # datagram endpoints (HTTP/3), closed on shutdown
+        self.max_requests: int | None = None
+
+    # -- entry points ----------------------------------------------------------------------------
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        setup_event_loop(self.config.loop)
+        asyncio.run(self.serve(sockets=sockets))
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        with self.capture_signals():
+            await self._serve(sockets)
+
+    async def _serve(self, sockets: list[socket.socket] | None = None) -> None:
+        process_id = os.getpid()
+        config = self.config
+        if not config.loaded:
+            try:
+                config.load()
+            except Exception as exc:
+                logger.error("%s", exc)
+                sys.exit(STARTUP_FAILURE)
+        self.lifespan = lifespan_for(config)
+        message = "Started server process [%d]"
+        logger.info(message, process_id)
+        await self.startup(sockets=sockets)
+        if self.should_exit:
+            return
+        await self.main_loop()
+        await self.shutdown(sockets=sockets)
+        logger.info("Finished server process [%d]", process_id)
+
+    # -- startup ----------------------------------------------------------------------------------
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            self.should_exit = True
+            return
+        config = self.config
+        loop = asyncio.get_running_loop()
+        self.update_default_headers()
+        factory = self.protocol_factory(loop)
+        ssl_context = config.ssl if "h1" in config.protocols or "h2" in config.protocols else None
+        try:
+            if sockets is not None:
+                for sock in sockets:
+                    self.servers.append(
+                        await loop.create_server(factory, sock=sock, ssl=ssl_context, backlog=config.backlog)
+                    )
+                listeners = sockets
+            else:
+                sock = config.bind_socket()
+                self.servers.append(
+                    await loop.create_server(factory, sock=sock, ssl=ssl_context, backlog=config.backlog)
+                )
+                listeners = [sock]
+        except (OSError, ConfigError) as exc:
+            logger.error("%s", exc)
+            await self.lifespan.shutdown()
+            sys.exit(STARTUP_FAILURE)
+        await self.start_extra_listeners(listeners)
+        if sockets is None:
+            self.log_started(listeners)
+        self.started = True
+        limit = config.limit_max_requests
+        if limit is not None:
+            self.max_requests = limit + random.randint(0, max(config.limit_max_requests_jitter, 0))
+
+    def protocol_factory(self, loop: asyncio.AbstractEventLoop) -> Callable[[], asyncio.Protocol]:
+        """The connection protocol for each accepted TCP connection."""
+        from roadrunner.protocols.select import protocol_factory
+
+        return protocol_factory(self.config, self.server_state, self.lifespan.state, loop)
+
+    async def start_extra_listeners(self, listeners: Sequence[socket.socket]) -> None:
+        """Hook for listeners beside TCP (the HTTP/3 UDP socket)."""
+
+    def log_started(self, listeners: Sequence[socket.socket]) -> None:
+        config = self.config
+        scheme = "https" if config.is_ssl else "http"
+        protocols = ",".join(config.protocols)
+        if config.uds:
+            logger.info("Roadrunner running on unix socket %s (Press CTRL+C to quit)", config.uds)
+        elif config.fd is not None:
+            logger.info("Roadrunner running on socket %s (Press CTRL+C to quit)", listeners[0].getsockname())
+        else:
+            host, port = listeners[0].getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            logger.info(
+                "Roadrunner running on %s://%s:%d [%s] (Press CTRL+C to quit)",
+                scheme, shown, port, protocols,
+            )
+
+    @property
+    def bound_port(self) -> int:
+        """The TCP port of the first listener (useful with --port 0)."""
+        return int(self.servers[0].sockets[0].getsockname()[1])
+
+    # -- main loop --------------------------------------------------------------------------------
+
+    async def main_loop(self) -> None:
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 1) % 864000
+            await asyncio.sleep(0.1)
+            should_exit = await self.on_tick(counter)
+
+    def update_default_headers(self) -> None:
+        state = self.server_state
+        headers = list(self.config.encoded_headers)
+        if self.config.date_header:
+            headers.insert(0, (b"date", formatdate(usegmt=True).encode()))
+        state.default_headers = headers
+        state.h1_default_headers = headers
+
+    async def on_tick(self, counter: int) -> bool:
+        if counter % 10 == 0:
+            self.update_default_headers()
+            callback = self.config.callback_notify
+            if callback is not None and time.monotonic() - self.last_notified > self.config.timeout_notify:
+                self.last_notified = time.monotonic()
+                await callback()
+        if self.should_exit:
+            return True
+        if self.max_requests is not None and self.server_state.total_requests >= self.max_requests:
+            logger.warning("Maximum request limit of %d exceeded. Terminating process.", self.max_requests)
+            return True
+        return False
+
+    # -- shutdown ---------------------------------------------------------------------------------
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        logger.info("Shutting down")
+        for server in self.servers:
+            server.close()
+        for listener in self.extra_listeners:
+            listener.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        await asyncio.sleep(0.05)
+        timeout = self.config.timeout_graceful_shutdown
+        try:
+            await asyncio.wait_for(self.wait_for_drain(), timeout=timeout)
+        except asyncio.TimeoutError:
+            logger.error(
+                "Cancel %s running task(s), timeout graceful shutdown exceeded",
+                len(self.server_state.tasks),
+            )
+            for task in self.server_state.tasks:
+                task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
+            for connection in list(self.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 0.5)
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+    async def wait_for_drain(self) -> None:
+        if self.server_state.connections and not self.force_exit:
+            logger.info("Waiting for connections to close. (CTRL+C to force quit)")
+            while self.server_state.connections and not self.force_exit:
+                await asyncio.sleep(0.05)
+        if self.server_state.tasks and not self.force_exit:
+            logger.info("Waiting for background tasks to complete. (CTRL+C to force quit)")
+            while self.server_state.tasks and not self.force_exit:
+                await asyncio.sleep(0.05)
+
+    # -- signals ----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """SIGINT/SIGTERM start a graceful exit; a second SIGINT forces it."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if sig == signal.SIGINT and self.should_exit:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+
+
+def setup_event_loop(loop: str) -> None:
+    """--loop: uvloop when available (auto), or plain asyncio."""
+    if loop in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                raise ConfigError("--loop uvloop requested but uvloop is not installed.") from None
+            return
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

@@ -1,0 +1,85 @@
+"""Test helpers: a real roadrunner Server on 127.0.0.1 in a thread, raw sockets, TLS certs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from roadrunner.config import Config
+from roadrunner.server import Server, setup_event_loop
+
+
+@dataclass
+class RunningServer:
+    server: Server
+    config: Config
+    port: int
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.config.is_ssl else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def run_server(app: Any, **kwargs: Any) -> Iterator[RunningServer]:
+    """Start a real Server on 127.0.0.1 with a free port, in a background thread."""
+    kwargs.setdefault("host", "127.0.0.1")
+    kwargs.setdefault("port", 0)
+    kwargs.setdefault("lifespan", "off")
+    config = Config(app, **kwargs)
+    server = Server(config)
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            setup_event_loop(config.loop)
+            asyncio.run(server.serve())
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if errors or not thread.is_alive():
+            raise RuntimeError(f"server failed to start: {errors!r}")
+        if time.monotonic() > deadline:
+            raise RuntimeError("server did not start in 10 s")
+        time.sleep(0.01)
+    try:
+        yield RunningServer(server, config, server.bound_port)
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        if errors and not isinstance(errors[0], SystemExit):
+            raise errors[0]
+
+
+def raw_request(port: int, data: bytes, timeout: float = 5.0, shut_write: bool = False) -> bytes:
+    """Send raw bytes; read until the server closes (or timeout). Returns what was read."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        if shut_write:
+            sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except (socket.timeout, ConnectionResetError):
+            pass
+        return b"".join(chunks)
+
+
+def status_of(response: bytes) -> int:
+    """The status code of the first response in raw HTTP/1.1 bytes."""
+    return int(response.split(b" ", 2)[1])
