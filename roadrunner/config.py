@@ -311,9 +311,9 @@ class Config:
             "backlog": self.backlog,
             "h2_max_concurrent_streams": self.h2_max_concurrent_streams,
         }
-        for name, value in positive.items():
-            if value <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}.")
+        for name, number in positive.items():
+            if number <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {number}.")
         for name in ("limit_concurrency", "limit_concurrency_soft", "limit_request_body",
                      "limit_max_requests"):
             value = getattr(self, name)

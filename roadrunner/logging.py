@@ -87,7 +87,7 @@ class AccessFormatter(DefaultFormatter):
         record = copy(record)
         client_addr, method, full_path, http_version, status_code = record.args  # type: ignore[misc]
         try:
-            phrase = http.HTTPStatus(status_code).phrase
+            phrase = http.HTTPStatus(int(status_code)).phrase  # type: ignore[arg-type]
         except ValueError:
             phrase = ""
         record.__dict__.update(

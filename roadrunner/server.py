@@ -151,7 +151,7 @@ class Server:
     @property
     def bound_port(self) -> int:
         """The TCP port of the first listener (useful with --port 0)."""
-        return int(self.servers[0].sockets[0].getsockname()[1])
+        return int(self.servers[0].sockets[0].getsockname()[1])  # type: ignore[attr-defined]
 
     # -- main loop --------------------------------------------------------------------------------
 

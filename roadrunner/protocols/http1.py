@@ -24,7 +24,7 @@ from roadrunner.logging import escape_control
 try:
     import httptools
 except ImportError:  # pragma: no cover - httptools is a hard dependency on CPython
-    httptools = None
+    httptools = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from roadrunner.config import Config
