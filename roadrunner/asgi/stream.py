@@ -68,7 +68,7 @@ class HTTPStream:
         "scope", "transport", "state", "access_log", "body", "more_body", "disconnected",
         "response_started", "response_complete", "expect_continue", "wants_trailers",
         "expects_trailers", "status", "message_event", "head_request", "task", "paused",
-        "body_ended", "trailers",
+        "body_ended", "trailers", "keep_alive", "app_called",
     )
 
     def __init__(
@@ -99,6 +99,8 @@ class HTTPStream:
         self.paused = False
         self.body_ended = False
         self.trailers: Headers = []
+        self.keep_alive = True  # h1: the request allows reusing the connection
+        self.app_called = False
 
     # -- events from the connection --------------------------------------------------------------
 
@@ -121,6 +123,7 @@ class HTTPStream:
 
     async def run(self, app: Any) -> None:
         """Call the app and enforce what it must do: answer, completely, once."""
+        self.app_called = True
         try:
             await app(self.scope, self.receive, self.send)
         except BaseException as exc:

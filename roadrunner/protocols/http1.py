@@ -221,8 +221,6 @@ class H1Connection(asyncio.Protocol):
             path = urllib.parse.unquote(path)
         if self.limit_body is not None and content_length is not None and content_length > self.limit_body:
             raise RequestRejected(413, "request body too large")
-        if not keep_alive or self.closing:
-            self.keep_alive = False
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": {"version": self.config.asgi_version, "spec_version": "2.5"},
@@ -248,6 +246,7 @@ class H1Connection(asyncio.Protocol):
             scope, self, self.state, self.access_log, expect_continue and has_body, has_body
         )
         stream.wants_trailers = wants_trailers and http_version == "1.1"
+        stream.keep_alive = keep_alive
         self.body_received = 0
         self.parsing = stream if has_body else None
         if upgrade is not None and self.handle_upgrade(upgrade, stream):
@@ -340,11 +339,12 @@ class H1Connection(asyncio.Protocol):
         logger.warning("Invalid HTTP request from %s: %s", self.peer_text(), escape_control(reason))
         if self.parsing is not None:
             stream, self.parsing = self.parsing, None
-            if stream.response_started:
-                stream.feed_disconnect()
-                self.transport.close()
-                return
+            if stream.task is not None and not stream.app_called:
+                stream.task.cancel()  # the app never saw this request: it never will
             stream.feed_disconnect()
+            if stream.response_started:
+                self.close_connection()
+                return
             if stream is self.active:
                 self.active = None
         self.send_error(status)
@@ -372,6 +372,7 @@ class H1Connection(asyncio.Protocol):
 
     def run_stream(self, stream: HTTPStream) -> None:
         self.active = stream
+        self.keep_alive = stream.keep_alive and not self.closing
         self.head_response = stream.head_request
         app = self.app
         state = self.state
@@ -544,6 +545,11 @@ class HttpToolsConnection(H1Connection):
         except httptools.HttpParserUpgrade:
             self.on_parser_upgrade(data)
         except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            if isinstance(cause, RequestRejected):
+                # httptools wraps exceptions raised in our callbacks.
+                self.reject(cause.status, str(cause))
+                return
             if data.startswith(HTTP2_PREFACE[:14]) and self.on_http2_preface(data):
                 return
             self.reject(501 if self.te_invalid else 400, str(exc))
