@@ -98,6 +98,13 @@ class Server:
         self.update_default_headers()
         factory = self.protocol_factory(loop)
         ssl_context = config.ssl if "h1" in config.protocols or "h2" in config.protocols else None
+        if config.proxy_protocol != "off":
+            # The PROXY header precedes the ClientHello: a plain TCP listener reads it, then
+            # starts TLS itself (roadrunner/protocols/proxy_wrapper.py).
+            from roadrunner.protocols.proxy_wrapper import proxy_protocol_factory
+
+            factory = proxy_protocol_factory(config, self.server_state, factory, ssl_context, loop)  # type: ignore[assignment]
+            ssl_context = None
         try:
             if sockets is not None:
                 for sock in sockets:
