@@ -387,10 +387,6 @@ class Config:
             )
             for name in ("roadrunner", "roadrunner.error", "roadrunner.access", "roadrunner.asgi"):
                 logging.getLogger(name).setLevel(level)
-        if not self.access_log:
-            access = logging.getLogger("roadrunner.access")
-            access.handlers = []
-            access.propagate = False
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -472,7 +468,8 @@ class Config:
                 raise ConfigError(f"Cannot bind to unix socket {path!r}: {exc.strerror}") from exc
             return sock
         if self.fd is not None:
-            return socket.fromfd(self.fd, socket.AF_UNIX, socket.SOCK_STREAM)
+            # The family (TCP or unix) is read from the descriptor itself.
+            return socket.socket(fileno=self.fd)
         family = socket.AF_INET6 if self.host and ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

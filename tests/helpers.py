@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -33,6 +34,8 @@ def run_server(app: Any, **kwargs: Any) -> Iterator[RunningServer]:
     kwargs.setdefault("host", "127.0.0.1")
     kwargs.setdefault("port", 0)
     kwargs.setdefault("lifespan", "off")
+    # Leave logging alone so tests can attach handlers (see capture_logs).
+    kwargs.setdefault("log_config", None)
     config = Config(app, **kwargs)
     server = Server(config)
     errors: list[BaseException] = []
@@ -83,3 +86,32 @@ def raw_request(port: int, data: bytes, timeout: float = 5.0, shut_write: bool =
 def status_of(response: bytes) -> int:
     """The status code of the first response in raw HTTP/1.1 bytes."""
     return int(response.split(b" ", 2)[1])
+
+
+class LogRecords(logging.Handler):
+    """Collects records of one logger (roadrunner's loggers do not propagate to root)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(record.getMessage() for record in self.records)
+
+
+@contextlib.contextmanager
+def capture_logs(name: str) -> Iterator[LogRecords]:
+    logger = logging.getLogger(name)
+    handler = LogRecords()
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from roadrunner.server import ServerState
 
 logger = logging.getLogger("roadrunner.error")
+access_logger = logging.getLogger("roadrunner.access")
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -84,7 +85,8 @@ class H1Connection(asyncio.Protocol):
         self.app_state = app_state
         self.loop = _loop or asyncio.get_event_loop()
         self.root_path = config.root_path
-        self.access_log = config.access_log and logger.root is not None
+        # Formatting access lines costs per request: skip it when nobody listens.
+        self.access_log = config.access_log and access_logger.hasHandlers()
         self.limit_request_line = config.limit_request_line
         self.limit_headers_size = config.limit_request_headers_size
         self.limit_fields = config.limit_request_fields

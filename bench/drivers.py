@@ -1,0 +1,26 @@
+"""The load-driver registry: a scenario names its driver (wrk today; h2load, a websocket
+client or an h3 client are added here with the same two methods)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from bench.results import LoadResult
+from bench.scenarios import LoadScenario
+from bench.wrk import WrkDriver
+
+
+class LoadDriver(Protocol):
+    """A load generator run as a subprocess pinned to the client core."""
+
+    executable: str
+
+    def command(
+        self, scenario: LoadScenario, base_url: str, duration: float, workdir: Path
+    ) -> list[str]: ...
+
+    def parse(self, output: str) -> LoadResult: ...
+
+
+DRIVERS: dict[str, LoadDriver] = {"wrk": WrkDriver()}

@@ -1,0 +1,93 @@
+"""The scenario registry: what load each measurement applies.
+
+Add a scenario by adding an entry here (and, for a new kind of client, a driver in
+bench/drivers.py): an h2 scenario is `LoadScenario(..., driver="h2load", requires=...)`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from bench.apps import HELLO_BODY, JSON_DOCUMENT, LARGE_BODY_SIZE
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request, as every connection of a load generator repeats it."""
+
+    method: str = "GET"
+    path: str = "/"
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class LoadScenario:
+    """Throughput and latency under a closed-loop load generator (wrk by default)."""
+
+    name: str
+    title: str
+    request: Request
+    expect_body_length: int | None = None
+    expect_body: bytes | None = None
+    driver: str = "wrk"
+    connections: int = 64
+    requires: frozenset[str] = field(default_factory=lambda: frozenset({"h1"}))
+
+
+@dataclass(frozen=True)
+class IdleScenario:
+    """Memory per idle keep-alive connection: open N, make one request on each, hold them."""
+
+    name: str
+    title: str
+    connections: int
+    request: Request = Request(path="/hello")
+    requires: frozenset[str] = field(default_factory=lambda: frozenset({"h1"}))
+
+
+Scenario = LoadScenario | IdleScenario
+
+ECHO_BODY = bytes(range(32, 127)) * 43 + b"x" * (4096 - 95 * 43)  # 4 KiB, printable
+HEAVY_HEADERS = tuple((f"x-bench-header-{i:02d}", f"value-{i:02d}-" + "v" * 24) for i in range(30))
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def register(scenario: Scenario) -> Scenario:
+    """Add a scenario to the registry (names are unique)."""
+    if scenario.name in SCENARIOS:
+        raise ValueError(f"duplicate scenario {scenario.name!r}")
+    SCENARIOS[scenario.name] = scenario
+    return scenario
+
+
+register(LoadScenario(
+    name="hello", title="GET /hello, 13-byte text body",
+    request=Request(path="/hello"), expect_body=HELLO_BODY,
+))
+register(LoadScenario(
+    name="json", title="GET /json, small JSON body (json.dumps per request)",
+    request=Request(path="/json"), expect_body=json.dumps(JSON_DOCUMENT).encode(),
+))
+register(LoadScenario(
+    name="echo", title="POST /echo, 4 KiB body echoed back",
+    request=Request(method="POST", path="/echo", body=ECHO_BODY,
+                    headers=(("content-type", "application/octet-stream"),)),
+    expect_body=ECHO_BODY,
+))
+register(LoadScenario(
+    name="large_response", title="GET /large, 1 MiB body",
+    request=Request(path="/large"), expect_body_length=LARGE_BODY_SIZE, connections=16,
+))
+register(LoadScenario(
+    name="headers_heavy", title="GET /headers with 30 extra request headers",
+    request=Request(path="/headers", headers=HEAVY_HEADERS),
+    # The app answers with its header count: the 30 extra plus Host (the probe sends no others).
+    expect_body=b"31",
+))
+register(IdleScenario(
+    name="idle_connections", title="5,000 idle keep-alive connections (one request each)",
+    connections=5000,
+))

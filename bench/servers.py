@@ -1,0 +1,128 @@
+"""The server registry: how to start each server under test with one worker.
+
+Every server gets the same app (bench.apps:app), no access log, a listen backlog of 4096, and a
+long keep-alive timeout so idle connections stay open. Add a server by adding an entry.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+
+APP = "bench.apps:app"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Where and how long-lived a server under test listens."""
+
+    host: str
+    port: int
+    keep_alive: int = 600
+    backlog: int = 4096
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One server under test."""
+
+    name: str
+    description: str
+    package: str  # distribution whose version is reported
+    argv: Callable[[Launch], list[str]]
+    supports: frozenset[str] = field(default_factory=lambda: frozenset({"h1"}))
+
+    def version(self) -> str:
+        try:
+            return metadata.version(self.package)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+
+def _python(*module_args: str) -> list[str]:
+    return [sys.executable, "-m", *module_args]
+
+
+def _roadrunner(launch: Launch) -> list[str]:
+    return _python(
+        "roadrunner", APP, "--host", launch.host, "--port", str(launch.port),
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+        "--timeout-keep-alive", str(launch.keep_alive), "--backlog", str(launch.backlog),
+    )
+
+
+def _uvicorn(launch: Launch) -> list[str]:
+    return _python(
+        "uvicorn", APP, "--host", launch.host, "--port", str(launch.port),
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+        "--timeout-keep-alive", str(launch.keep_alive), "--backlog", str(launch.backlog),
+    )
+
+
+def _hypercorn(launch: Launch) -> list[str]:
+    return _python(
+        "hypercorn", APP, "--bind", f"{launch.host}:{launch.port}", "--workers", "1",
+        "--worker-class", "uvloop", "--log-level", "warning",
+        "--keep-alive", str(launch.keep_alive), "--backlog", str(launch.backlog),
+    )
+
+
+def _granian(launch: Launch) -> list[str]:
+    # Granian has no HTTP/1 idle timeout to raise: its keep-alive connections stay open.
+    return _python(
+        "granian", APP, "--interface", "asgi", "--host", launch.host,
+        "--port", str(launch.port), "--workers", "1", "--runtime-threads", "1",
+        "--loop", "uvloop", "--no-access-log", "--log-level", "warning",
+        "--backlog", str(launch.backlog),
+    )
+
+
+def _gunicorn(worker_class: str) -> Callable[[Launch], list[str]]:
+    def argv(launch: Launch) -> list[str]:
+        return _python(
+            "gunicorn", APP, "--worker-class", worker_class, "--workers", "1",
+            "--bind", f"{launch.host}:{launch.port}", "--log-level", "warning",
+            "--keep-alive", str(launch.keep_alive), "--backlog", str(launch.backlog),
+            # The default of 1000 would cap the idle-connection scenario.
+            "--worker-connections", "10000",
+        )
+
+    return argv
+
+
+SERVERS: dict[str, ServerSpec] = {}
+
+
+def register(spec: ServerSpec) -> ServerSpec:
+    """Add a server to the registry (names are unique)."""
+    if spec.name in SERVERS:
+        raise ValueError(f"duplicate server {spec.name!r}")
+    SERVERS[spec.name] = spec
+    return spec
+
+
+register(ServerSpec(
+    "roadrunner", "roadrunner (httptools, uvloop)", "roadrunner", _roadrunner,
+    frozenset({"h1", "h2", "ws", "h3"}),
+))
+register(ServerSpec(
+    "uvicorn", "uvicorn (httptools, uvloop)", "uvicorn", _uvicorn, frozenset({"h1", "ws"}),
+))
+register(ServerSpec(
+    "hypercorn", "hypercorn (uvloop worker class)", "hypercorn", _hypercorn,
+    frozenset({"h1", "h2", "ws", "h3"}),
+))
+register(ServerSpec(
+    "granian", "granian (ASGI interface, uvloop, 1 runtime thread)", "granian", _granian,
+    frozenset({"h1", "h2", "ws"}),
+))
+register(ServerSpec(
+    "gunicorn-uvicorn", "gunicorn -k uvicorn.workers.UvicornWorker", "gunicorn",
+    _gunicorn("uvicorn.workers.UvicornWorker"), frozenset({"h1", "ws"}),
+))
+register(ServerSpec(
+    "gunicorn-asgi", "gunicorn -k asgi (gunicorn's own ASGI worker)", "gunicorn",
+    _gunicorn("asgi"), frozenset({"h1", "ws"}),
+))

@@ -1,0 +1,171 @@
+"""TLS, lifespan, proxy headers, access log and graceful shutdown on a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import capture_logs, raw_request, run_server
+
+
+async def scope_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                scope["state"]["db"] = "connected"
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body = repr({
+        "scheme": scope["scheme"],
+        "client": scope["client"],
+        "state": scope.get("state"),
+    }).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_https_serves_with_alpn_http11(tls_files: dict[str, str], client_ssl_context: ssl.SSLContext) -> None:
+    with run_server(scope_app, ssl_certfile=tls_files["certfile"], ssl_keyfile=tls_files["keyfile"],
+                    protocols="h1") as server:
+        response = httpx.get(server.url + "/", verify=client_ssl_context)
+        assert response.status_code == 200
+        assert "'scheme': 'https'" in response.text
+        context = ssl.create_default_context(cafile=tls_files["cafile"])
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        with socket.create_connection(("127.0.0.1", server.port)) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                assert tls.selected_alpn_protocol() == "http/1.1"
+
+
+def test_lifespan_state_is_copied_into_requests() -> None:
+    with run_server(scope_app, lifespan="on") as server:
+        response = httpx.get(server.url + "/")
+    assert "'state': {'db': 'connected'}" in response.text
+
+
+def test_lifespan_auto_tolerates_apps_without_lifespan() -> None:
+    async def http_only(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    with capture_logs("roadrunner.error") as logs:
+        with run_server(http_only, lifespan="auto") as server:
+            assert httpx.get(server.url + "/").status_code == 204
+    assert "ASGI 'lifespan' protocol appears unsupported." in logs.text
+
+
+def test_lifespan_startup_failure_stops_server() -> None:
+    async def failing(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "no database"})
+
+    with pytest.raises(RuntimeError, match="server failed to start"):
+        with run_server(failing, lifespan="on"):
+            pass
+
+
+def test_asgi2_app_is_adapted() -> None:
+    class ASGI2App:
+        def __init__(self, scope: dict[str, Any]) -> None:
+            self.scope = scope
+
+        async def __call__(self, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"asgi2"})
+
+    with run_server(ASGI2App) as server:
+        assert httpx.get(server.url + "/").text == "asgi2"
+
+
+@pytest.mark.parametrize(
+    ("trusted", "headers", "expected_client", "expected_scheme"),
+    [
+        ("127.0.0.1", {"X-Forwarded-For": "1.2.3.4", "X-Forwarded-Proto": "https"}, "1.2.3.4", "https"),
+        ("10.0.0.0/8", {"X-Forwarded-For": "1.2.3.4", "X-Forwarded-Proto": "https"}, "127.0.0.1", "http"),
+        ("127.0.0.1,10.0.0.0/8", {"X-Forwarded-For": "9.9.9.9, 5.5.5.5, 10.1.1.1"}, "5.5.5.5", "http"),
+        ("*", {"X-Forwarded-For": "9.9.9.9, 5.5.5.5"}, "9.9.9.9", "http"),
+    ],
+)
+def test_proxy_headers_trusted_only_from_allowed_ips(
+    trusted: str, headers: dict[str, str], expected_client: str, expected_scheme: str
+) -> None:
+    with run_server(scope_app, forwarded_allow_ips=trusted) as server:
+        text = httpx.get(server.url + "/", headers=headers).text
+    assert f"'client': ('{expected_client}'," in text
+    assert f"'scheme': '{expected_scheme}'" in text
+
+
+def test_no_proxy_headers_flag() -> None:
+    with run_server(scope_app, proxy_headers=False) as server:
+        text = httpx.get(server.url + "/", headers={"X-Forwarded-For": "1.2.3.4"}).text
+    assert "'client': ('127.0.0.1'," in text
+
+
+def test_access_log_format_and_control_characters_escaped() -> None:
+    with capture_logs("roadrunner.access") as logs:
+        with run_server(scope_app) as server:
+            raw_request(server.port, b"GET /ok%0d%0aFAKE%1b?a=%1b[31m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    records = logs.records
+    assert records
+    line = records[0].getMessage()
+    assert '"GET /ok\\r\\nFAKE\\x1b?a=%1b[31m HTTP/1.1" 200' in line
+    assert "\n" not in line and "\x1b" not in line
+
+
+def test_no_access_log() -> None:
+    with capture_logs("roadrunner.access") as logs:
+        with run_server(scope_app, access_log=False) as server:
+            httpx.get(server.url + "/")
+    assert not logs.records
+
+
+def test_shutdown_closes_idle_keep_alive_and_finishes_in_flight() -> None:
+    started = threading.Event()
+
+    async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == "/slow":
+            started.set()
+            await asyncio.sleep(0.5)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    with run_server(slow) as server:
+        idle = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle.recv(1024).startswith(b"HTTP/1.1 200")
+        busy = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        busy.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert started.wait(5)
+        server.server.should_exit = True
+        assert idle.recv(1024) == b""  # idle keep-alive connection closed at once
+        answer = busy.recv(1024)
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert b"connection: close" in answer
+        idle.close()
+        busy.close()
+
+
+def test_graceful_timeout_cancels_stuck_tasks() -> None:
+    async def stuck(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await asyncio.sleep(30)
+
+    with run_server(stuck, timeout_graceful_shutdown=0.3) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.1)
+        began = time.monotonic()
+        server.server.should_exit = True
+        sock.close()
+    assert time.monotonic() - began < 5
