@@ -135,8 +135,9 @@ class HTTPStream:
             logger.error(msg, exc_info=exc)
             if not self.response_started:
                 self.send_error_response(500)
-            else:
+            elif not self.response_complete:
                 self.transport.abort()
+            # A response already complete stays valid: the connection's framing is intact.
             if not isinstance(exc, Exception):
                 raise
         else:
