@@ -69,6 +69,7 @@ class H1Connection(asyncio.Protocol):
     """Shared HTTP/1.1 connection machinery; subclasses supply the parser."""
 
     supports_trailers = True
+    upgraded_to: asyncio.Protocol | None = None  # set when an Upgrade handed the socket over
 
     def __init__(
         self,
@@ -262,7 +263,16 @@ class H1Connection(asyncio.Protocol):
 
     def handle_upgrade(self, token: bytes, stream: HTTPStream) -> bool:
         """Hook for protocol upgrades (WebSocket, h2c); plain HTTP handles none."""
+        if token == b"websocket":
+            from roadrunner.protocols.websocket import upgrade_h1
+
+            return upgrade_h1(self, stream)
         return False
+
+    def forward_upgraded(self, data: bytes) -> None:
+        """Bytes after an upgrade request's head belong to the protocol that took over."""
+        if self.upgraded_to is not None and data:
+            self.upgraded_to.data_received(data)
 
     def check_headers(
         self, headers: Headers, http_version: str
@@ -544,7 +554,10 @@ class HttpToolsConnection(H1Connection):
             self.parser.feed_data(data)
         except RequestRejected as exc:
             self.reject(exc.status, str(exc))
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserUpgrade as exc:
+            if self.upgraded_to is not None:
+                self.forward_upgraded(data[int(exc.args[0]):])
+                return
             self.on_parser_upgrade(data)
         except httptools.HttpParserError as exc:
             cause = exc.__context__
@@ -670,6 +683,9 @@ class H11Connection(H1Connection):
                 version = event.http_version.decode("ascii")
                 headers = [(name, value) for name, value in event.headers]
                 self.begin_request(event.method, event.target, version, headers)
+                if self.upgraded_to is not None or self.transport.is_closing():
+                    self.forward_upgraded(bytes(conn.trailing_data[0]))
+                    return
             elif isinstance(event, h11.Data):
                 self.request_body(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
