@@ -26,12 +26,20 @@ def run(app: Any, **kwargs: Any) -> None:
     if (config.reload or config.workers > 1) and not isinstance(app, str):
         logger.warning("You must pass the application as an import string to enable 'reload' or 'workers'.")
         sys.exit(1)
-    try:
-        if config.use_subprocess:
-            from roadrunner.supervisor import run_supervised
+    if config.use_subprocess:
+        # A master process supervises the workers; it imports the app only with --preload.
+        from roadrunner.supervisor import run_supervised
 
+        try:
             code = run_supervised(config)
-            sys.exit(code)
+        finally:
+            if config.uds and os.path.exists(config.uds):
+                os.remove(config.uds)
+        sys.exit(code)
+    if config.pid:
+        with open(config.pid, "w") as file:
+            file.write(f"{os.getpid()}\n")
+    try:
         server = Server(config=config)
         try:
             server.run()
@@ -44,5 +52,7 @@ def run(app: Any, **kwargs: Any) -> None:
     finally:
         if config.uds and os.path.exists(config.uds):
             os.remove(config.uds)
+        if config.pid and os.path.exists(config.pid):
+            os.remove(config.pid)
     if not server.started:
         sys.exit(STARTUP_FAILURE)
