@@ -58,6 +58,7 @@ def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
 @click.option("--ws-ping-interval", type=float, default=20.0, show_default=True, help="WebSocket ping interval in seconds.")
 @click.option("--ws-ping-timeout", type=float, default=20.0, show_default=True, help="WebSocket ping timeout in seconds.")
 @click.option("--ws-per-message-deflate", type=bool, default=True, show_default=True, help="WebSocket per-message-deflate compression.")
+@click.option("--ws-close-timeout", type=float, default=5.0, show_default=True, help="Seconds to wait for the peer's Close before dropping a WebSocket.")
 @click.option("--lifespan", type=click.Choice(LIFESPAN_CHOICES), default="auto", show_default=True, help="Lifespan implementation.")
 @click.option("--interface", type=click.Choice(INTERFACE_CHOICES), default="auto", show_default=True, help="Application interface.")
 @click.option("--env-file", type=click.Path(exists=True), default=None, help="Environment configuration file.")

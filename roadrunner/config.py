@@ -141,6 +141,7 @@ class Config:
         ws_ping_interval: float | None = 20.0,
         ws_ping_timeout: float | None = 20.0,
         ws_per_message_deflate: bool = True,
+        ws_close_timeout: float = 5.0,
         lifespan: str = "auto",
         env_file: str | os.PathLike[str] | None = None,
         log_config: dict[str, Any] | str | None = LOGGING_CONFIG,
@@ -214,6 +215,7 @@ class Config:
         self.ws_ping_interval = ws_ping_interval
         self.ws_ping_timeout = ws_ping_timeout
         self.ws_per_message_deflate = ws_per_message_deflate
+        self.ws_close_timeout = ws_close_timeout
         self.lifespan = lifespan
         self.log_config = log_config
         self.log_level = log_level

@@ -258,7 +258,7 @@ class WebSocketStream:
         self.max_queue = max(1, config.ws_max_queue)
         self.ping_interval = config.ws_ping_interval
         self.ping_timeout = config.ws_ping_timeout
-        self.close_timeout = getattr(config, "ws_close_timeout", 5.0)
+        self.close_timeout = config.ws_close_timeout
         self.per_message_deflate = config.ws_per_message_deflate
         self.phase = Phase.CONNECTING
         self.conn: Connection | None = None
