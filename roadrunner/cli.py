@@ -109,6 +109,24 @@ def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
 @click.option("--h2-max-frame-size", type=int, default=16384, show_default=True, help="HTTP/2 SETTINGS_MAX_FRAME_SIZE.")
 @click.option("--h2-max-header-list-size", type=int, default=16384, show_default=True, help="HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE (431 above).")
 @click.option("--alt-svc/--no-alt-svc", default=True, is_flag=True, help="Advertise HTTP/3 with Alt-Svc when h3 is served.")
+# edge middleware (roadrunner.middleware.stack), all off by default
+@click.option("--proxy-headers-mode", type=click.Choice(["auto", "x-forwarded", "forwarded"]), default="auto", show_default=True, help="Which forwarding headers to trust: X-Forwarded-*, RFC 7239 Forwarded, or auto (X-Forwarded-* when present).")
+@click.option("--cors-allow-origin", "cors_allow_origins", multiple=True, help="Enable CORS for this origin ('*' for any). Repeatable.")
+@click.option("--cors-allow-origin-regex", type=str, default=None, help="Enable CORS for origins fully matching this regex.")
+@click.option("--cors-allow-methods", type=str, default="GET,HEAD,POST", show_default=True, help="CORS allowed methods, comma list ('*' reflects the request).")
+@click.option("--cors-allow-headers", type=str, default=None, help="CORS allowed request headers, comma list ('*' reflects the request).")
+@click.option("--cors-allow-credentials", is_flag=True, default=False, help="Allow credentialed CORS requests (a '*' origin is then reflected).")
+@click.option("--cors-expose-headers", type=str, default=None, help="Response headers exposed to CORS scripts, comma list.")
+@click.option("--cors-max-age", type=int, default=600, show_default=True, help="Seconds browsers may cache a CORS preflight.")
+@click.option("--security-headers", is_flag=True, default=False, help="Add X-Content-Type-Options, X-Frame-Options, Referrer-Policy and (https) HSTS.")
+@click.option("--etag", is_flag=True, default=False, help="Add ETags to GET/HEAD responses and answer If-None-Match with 304.")
+@click.option("--etag-max-size", type=int, default=1048576, show_default=True, help="Largest body (bytes) buffered to compute an ETag.")
+@click.option("--compress", is_flag=True, default=False, help="Compress responses (gzip; br and zstd when installed).")
+@click.option("--compress-min-size", type=int, default=500, show_default=True, help="Smallest body (bytes) worth compressing.")
+@click.option("--rate-limit", type=str, default=None, help="Per-client request rate, e.g. 100/s, 6000/m (429 above).")
+@click.option("--rate-burst", type=int, default=None, help="Requests a client may burst above --rate-limit. [default: one second's worth]")
+@click.option("--rate-limit-max-peers", type=int, default=65536, show_default=True, help="Most client addresses tracked by the rate guard.")
+@click.option("--rate-limit-exempt", "rate_limit_exempt", multiple=True, help="Path not rate limited (trailing * for a prefix). Repeatable.")
 def main(app: str, **kwargs: Any) -> None:
     """Run the ASGI application APP ("module:attribute")."""
     headers = []
@@ -119,6 +137,8 @@ def main(app: str, **kwargs: Any) -> None:
             sys.exit(STARTUP_FAILURE)
         headers.append((name.strip(), value.strip()))
     kwargs["headers"] = headers
+    for key in ("cors_allow_origins", "rate_limit_exempt"):
+        kwargs[key] = list(kwargs[key]) or None
     for key in ("reload_dirs", "reload_includes", "reload_excludes"):
         kwargs[key] = list(kwargs[key]) or None
     if kwargs["app_dir"] == "":

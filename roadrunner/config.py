@@ -201,6 +201,24 @@ class Config:
         h2_max_header_list_size: int = 16384,
         h2_max_header_block_size: int = 16384,
         alt_svc: bool = True,
+        # edge middleware (roadrunner.middleware.stack), all off by default
+        proxy_headers_mode: str = "auto",
+        cors_allow_origins: list[str] | str | None = None,
+        cors_allow_origin_regex: str | None = None,
+        cors_allow_methods: list[str] | str | None = "GET,HEAD,POST",
+        cors_allow_headers: list[str] | str | None = None,
+        cors_allow_credentials: bool = False,
+        cors_expose_headers: list[str] | str | None = None,
+        cors_max_age: int = 600,
+        security_headers: bool = False,
+        etag: bool = False,
+        etag_max_size: int = 1024 * 1024,
+        compress: bool = False,
+        compress_min_size: int = 500,
+        rate_limit: str | None = None,
+        rate_burst: int | None = None,
+        rate_limit_max_peers: int = 65536,
+        rate_limit_exempt: list[str] | str | None = None,
     ) -> None:
         self.app = app
         self.host = host
@@ -271,6 +289,23 @@ class Config:
         self.h2_max_header_list_size = h2_max_header_list_size
         self.h2_max_header_block_size = h2_max_header_block_size
         self.alt_svc = alt_svc
+        self.proxy_headers_mode = proxy_headers_mode
+        self.cors_allow_origins = cors_allow_origins
+        self.cors_allow_origin_regex = cors_allow_origin_regex
+        self.cors_allow_methods = cors_allow_methods
+        self.cors_allow_headers = cors_allow_headers
+        self.cors_allow_credentials = cors_allow_credentials
+        self.cors_expose_headers = cors_expose_headers
+        self.cors_max_age = cors_max_age
+        self.security_headers = security_headers
+        self.etag = etag
+        self.etag_max_size = etag_max_size
+        self.compress = compress
+        self.compress_min_size = compress_min_size
+        self.rate_limit = rate_limit
+        self.rate_burst = rate_burst
+        self.rate_limit_max_peers = rate_limit_max_peers
+        self.rate_limit_exempt = rate_limit_exempt
         self.loaded = False
         self.ssl: ssl.SSLContext | None = None
 
@@ -421,11 +456,16 @@ class Config:
             self.interface = "asgi3" if _is_asgi3(self.loaded_app) else "asgi2"
         if self.interface == "asgi2":
             self.loaded_app = ASGI2Middleware(self.loaded_app)
+        # Edge middleware goes inside the proxy headers, so it sees the resolved client.
+        from roadrunner.middleware.stack import build_edge_stack
+
+        self.loaded_app = build_edge_stack(self.loaded_app, self)
         if self.proxy_headers:
             from roadrunner.middleware.proxy_headers import ProxyHeadersMiddleware
 
             self.loaded_app = ProxyHeadersMiddleware(
-                self.loaded_app, trusted_hosts=self.forwarded_allow_ips
+                self.loaded_app, trusted_hosts=self.forwarded_allow_ips,
+                mode=self.proxy_headers_mode,
             )
         self.loaded = True
 
