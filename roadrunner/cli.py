@@ -108,6 +108,12 @@ def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
 @click.option("--h2-connection-window-size", type=int, default=4194304, show_default=True, help="HTTP/2 per-connection receive window.")
 @click.option("--h2-max-frame-size", type=int, default=16384, show_default=True, help="HTTP/2 SETTINGS_MAX_FRAME_SIZE.")
 @click.option("--h2-max-header-list-size", type=int, default=16384, show_default=True, help="HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE (431 above).")
+@click.option("--h2-max-header-block-size", type=int, default=16384, show_default=True, help="HTTP/2 encoded HEADERS+CONTINUATION cap (GOAWAY ENHANCE_YOUR_CALM above).")
+@click.option("--h2-max-header-table-size", type=int, default=4096, show_default=True, help="HTTP/2 HPACK dynamic table cap, both directions.")
+@click.option("--h2-max-reset-rate", type=int, default=100, show_default=True, help="HTTP/2 client stream resets per second before GOAWAY (rapid reset guard).")
+@click.option("--h2-max-ping-rate", type=int, default=50, show_default=True, help="HTTP/2 PING frames per second before GOAWAY.")
+@click.option("--h2-max-settings-rate", type=int, default=50, show_default=True, help="HTTP/2 SETTINGS frames per second before GOAWAY.")
+@click.option("--h2-max-empty-frame-rate", type=int, default=100, show_default=True, help="HTTP/2 empty DATA frames per second before GOAWAY.")
 @click.option("--alt-svc/--no-alt-svc", default=True, is_flag=True, help="Advertise HTTP/3 with Alt-Svc when h3 is served.")
 # edge middleware (roadrunner.middleware.stack), all off by default
 @click.option("--proxy-headers-mode", type=click.Choice(["auto", "x-forwarded", "forwarded"]), default="auto", show_default=True, help="Which forwarding headers to trust: X-Forwarded-*, RFC 7239 Forwarded, or auto (X-Forwarded-* when present).")

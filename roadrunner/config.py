@@ -200,6 +200,11 @@ class Config:
         h2_max_frame_size: int = 16384,
         h2_max_header_list_size: int = 16384,
         h2_max_header_block_size: int = 16384,
+        h2_max_header_table_size: int = 4096,
+        h2_max_reset_rate: int = 100,
+        h2_max_ping_rate: int = 50,
+        h2_max_settings_rate: int = 50,
+        h2_max_empty_frame_rate: int = 100,
         alt_svc: bool = True,
         # edge middleware (roadrunner.middleware.stack), all off by default
         proxy_headers_mode: str = "auto",
@@ -288,6 +293,11 @@ class Config:
         self.h2_max_frame_size = h2_max_frame_size
         self.h2_max_header_list_size = h2_max_header_list_size
         self.h2_max_header_block_size = h2_max_header_block_size
+        self.h2_max_header_table_size = h2_max_header_table_size
+        self.h2_max_reset_rate = h2_max_reset_rate
+        self.h2_max_ping_rate = h2_max_ping_rate
+        self.h2_max_settings_rate = h2_max_settings_rate
+        self.h2_max_empty_frame_rate = h2_max_empty_frame_rate
         self.alt_svc = alt_svc
         self.proxy_headers_mode = proxy_headers_mode
         self.cors_allow_origins = cors_allow_origins
@@ -347,6 +357,11 @@ class Config:
             "limit_request_fields": self.limit_request_fields,
             "backlog": self.backlog,
             "h2_max_concurrent_streams": self.h2_max_concurrent_streams,
+            "h2_max_header_block_size": self.h2_max_header_block_size,
+            "h2_max_reset_rate": self.h2_max_reset_rate,
+            "h2_max_ping_rate": self.h2_max_ping_rate,
+            "h2_max_settings_rate": self.h2_max_settings_rate,
+            "h2_max_empty_frame_rate": self.h2_max_empty_frame_rate,
         }
         for name, number in positive.items():
             if number <= 0:

@@ -267,6 +267,10 @@ class H1Connection(asyncio.Protocol):
             from roadrunner.protocols.websocket import upgrade_h1
 
             return upgrade_h1(self, stream)
+        if token == b"h2c":
+            from roadrunner.protocols.http2 import upgrade_from_h1
+
+            return upgrade_from_h1(self, stream)
         return False
 
     def forward_upgraded(self, data: bytes) -> None:

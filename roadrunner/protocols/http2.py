@@ -1,0 +1,887 @@
+"""HTTP/2 connections (RFC 9113) over the h2 state machine, bridged to the shared HTTPStream.
+
+`Http2Connection` owns framing, flow control, settings, limits and flood guards for one
+connection; `H2StreamTransport` is the per-stream `StreamTransport` the shared `HTTPStream`
+writes through, so the ASGI side is the same code as HTTP/1.1 and HTTP/3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import time
+import urllib.parse
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import h2.events as ev
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.exceptions import (
+    DenialOfServiceError,
+    FlowControlError,
+    FrameTooLargeError,
+    ProtocolError,
+    StreamClosedError,
+    StreamIDTooLowError,
+)
+from h2.frame_buffer import CONTINUATION_BACKLOG, FrameBuffer
+from h2.settings import SettingCodes
+from hpack import Decoder, Encoder, HPACKError
+from hyperframe.frame import ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame
+
+from roadrunner.asgi.stream import HTTPStream
+
+if TYPE_CHECKING:
+    from roadrunner.config import Config
+    from roadrunner.protocols.http1 import H1Connection
+    from roadrunner.server import ServerState
+
+logger = logging.getLogger("roadrunner.error")
+
+Headers = list[tuple[bytes, bytes]]
+
+# Times each guard fired, by name: a cheap metric and what the tests read.
+guard_counters: Counter[str] = Counter()
+
+# RFC 9113 §8.2.2: connection-specific fields must not appear in HTTP/2 responses either.
+HOP_BY_HOP = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
+# Decoded header lists above this many times the advertised limit are treated as an HPACK bomb:
+# the whole connection goes (ENHANCE_YOUR_CALM) instead of a 431 for the stream.
+HEADER_BOMB_FACTOR = 4
+STATUS = {status: str(status).encode() for status in range(100, 600)}
+
+
+# -- h2 hardening: small subclasses that turn h2's defaults into our limits ---------------------
+
+
+class HeaderBlockTooLarge(DenialOfServiceError):
+    """The encoded header block outgrew --h2-max-header-block-size (GOAWAY ENHANCE_YOUR_CALM)."""
+
+
+class CappedFrameBuffer(FrameBuffer):
+    """Caps the encoded HEADERS+CONTINUATION block (CONTINUATION flood, CVE-2024-27316)."""
+
+    def __init__(self, block_limit: int) -> None:
+        super().__init__(server=True)
+        self.block_limit = block_limit
+
+    def _update_header_buffer(self, f: Frame | None) -> Frame | None:
+        pending = self._headers_buffer
+        if isinstance(f, HeadersFrame | ContinuationFrame):
+            size = sum(len(frame.data) for frame in pending) + len(f.data)
+            if size > self.block_limit or len(pending) >= CONTINUATION_BACKLOG:
+                guard_counters["header_block"] += 1
+                raise HeaderBlockTooLarge("header block exceeds the limit")
+        return super()._update_header_buffer(f)
+
+
+class CappedDecoder(Decoder):
+    """An HPACK decoder whose header list cap is ours, not the value h2 copies from SETTINGS."""
+
+    def __init__(self, cap: int, table_size: int) -> None:
+        self.cap = cap
+        super().__init__(max_header_list_size=cap)
+        self.max_allowed_table_size = table_size
+
+    @property  # type: ignore[override]
+    def max_header_list_size(self) -> int:
+        return self.cap
+
+    @max_header_list_size.setter
+    def max_header_list_size(self, value: int) -> None:
+        pass
+
+
+class CappedEncoder(Encoder):
+    """An HPACK encoder whose dynamic table never exceeds our cap (RFC 7541 §4.2)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def header_table_size(self) -> int:
+        return int(Encoder.header_table_size.fget(self))  # type: ignore[attr-defined]
+
+    @header_table_size.setter
+    def header_table_size(self, value: int) -> None:
+        Encoder.header_table_size.fset(self, min(value, self.cap))  # type: ignore[attr-defined]
+
+
+class ServerH2Connection(H2Connection):
+    """h2's connection with RFC 9113 stream errors where h2 would tear the connection down."""
+
+    @property
+    def open_inbound_streams(self) -> int:
+        # h2 would answer a stream past SETTINGS_MAX_CONCURRENT_STREAMS with a connection error;
+        # Http2Connection refuses it with REFUSED_STREAM instead (RFC 9113 §5.1.2). The call
+        # still runs h2's cleanup of closed streams.
+        H2Connection.open_inbound_streams.fget(self)  # type: ignore[attr-defined]
+        return 0
+
+    def _receive_frame(self, frame: Frame) -> list[ev.Event]:
+        try:
+            return super()._receive_frame(frame)
+        except (DenialOfServiceError, FlowControlError, FrameTooLargeError, StreamIDTooLowError,
+                StreamClosedError):
+            raise
+        except ProtocolError as exc:
+            if isinstance(exc.__cause__, HPACKError | IndexError | TypeError | UnicodeDecodeError):
+                # RFC 9113 §4.3: a header block that cannot be decoded is COMPRESSION_ERROR.
+                exc.error_code = ErrorCodes.COMPRESSION_ERROR  # type: ignore[misc]
+                raise
+            stream = self.streams.get(frame.stream_id)
+            if not isinstance(frame, HeadersFrame | DataFrame) or stream is None or stream.closed:
+                raise
+            # RFC 9113 §8.1.1: a malformed request (bad pseudo-headers, connection-specific or
+            # uppercase fields, content-length not matching DATA) is a stream error.
+            guard_counters["malformed"] += 1
+            logger.info("Malformed HTTP/2 request on stream %d: %s", frame.stream_id, exc)
+            self.reset_stream(frame.stream_id, ErrorCodes.PROTOCOL_ERROR)
+            if isinstance(frame, DataFrame):
+                self.acknowledge_received_data(frame.flow_controlled_length, frame.stream_id)
+            return [ev.StreamReset(
+                stream_id=frame.stream_id, error_code=ErrorCodes.PROTOCOL_ERROR, remote_reset=False
+            )]
+
+
+class RateGuard:
+    """A token bucket: `rate` events a second, bursts up to `rate`; hit() says when exceeded."""
+
+    __slots__ = ("rate", "tokens", "stamp")
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.tokens = float(rate)
+        self.stamp = time.monotonic()
+
+    def hit(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(float(self.rate), self.tokens + (now - self.stamp) * self.rate) - 1.0
+        self.stamp = now
+        return self.tokens < 0
+
+
+def new_h2_state(config: Config) -> ServerH2Connection:
+    """A server-side h2 state machine carrying our settings and caps."""
+    conn = ServerH2Connection(
+        H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=True,
+            normalize_inbound_headers=True,  # RFC 9113 §8.2.3: split cookies are joined
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+    )
+    table = config.h2_max_header_table_size
+    conn.incoming_buffer = CappedFrameBuffer(config.h2_max_header_block_size)
+    conn.decoder = CappedDecoder(config.h2_max_header_list_size * HEADER_BOMB_FACTOR, table)
+    conn.encoder = CappedEncoder(table)
+    conn.local_settings.update(
+        {
+            SettingCodes.HEADER_TABLE_SIZE: table,
+            SettingCodes.ENABLE_PUSH: 0,
+            SettingCodes.MAX_CONCURRENT_STREAMS: config.h2_max_concurrent_streams,
+            SettingCodes.INITIAL_WINDOW_SIZE: config.h2_initial_window_size,
+            SettingCodes.MAX_FRAME_SIZE: config.h2_max_frame_size,
+            SettingCodes.MAX_HEADER_LIST_SIZE: config.h2_max_header_list_size,
+        }
+    )
+    # Our receive windows take effect at once: the client can only send less than they allow
+    # until it has seen them, never more.
+    conn.local_settings.acknowledge()
+    conn.max_inbound_frame_size = config.h2_max_frame_size
+    return conn
+
+
+# -- one stream -----------------------------------------------------------------------------------
+
+
+class H2StreamTransport:
+    """The StreamTransport of one HTTP/2 stream: writes within the peer's flow-control window."""
+
+    supports_trailers = True
+    __slots__ = (
+        "connection", "stream_id", "http", "pending", "pending_end", "pending_trailers",
+        "drain_waiter", "unacked", "received", "request_ended", "end_sent", "closed", "h1_body",
+    )
+
+    def __init__(self, connection: Http2Connection, stream_id: int) -> None:
+        self.connection = connection
+        self.stream_id = stream_id
+        self.http: HTTPStream | None = None
+        self.pending = bytearray()
+        self.pending_end = False
+        self.pending_trailers: Headers | None = None
+        self.drain_waiter: asyncio.Future[None] | None = None
+        self.unacked = 0  # request body bytes received and not yet consumed by the app
+        self.received = 0
+        self.request_ended = False
+        self.end_sent = False
+        self.closed = False
+        self.h1_body = False  # the body of an h2c upgrade request arrives in HTTP/1.1 framing
+
+    # StreamTransport -------------------------------------------------------------------------
+
+    def write_informational(self, status: int, headers: Headers) -> None:
+        if not self.closed:
+            self.connection.send_headers(self, [(b":status", STATUS[status]), *headers], False)
+
+    def write_head(self, status: int, headers: Headers, end_stream: bool) -> None:
+        if self.closed:
+            return
+        out = [(b":status", STATUS[status])]
+        names = {name for name, _ in headers}
+        out.extend(item for item in self.connection.state.default_headers if item[0] not in names)
+        for item in headers:
+            if item[0] not in HOP_BY_HOP:
+                out.append(item)
+        self.connection.send_headers(self, out, end_stream)
+        if end_stream:
+            self.end_sent = True
+
+    def write_body(self, data: bytes, end_stream: bool) -> None:
+        if self.closed:
+            return
+        if data:
+            self.pending += data
+        self.pending_end = self.pending_end or end_stream
+        self.connection.push(self)
+
+    def write_trailers(self, headers: Headers) -> None:
+        if self.closed:
+            return
+        self.pending_trailers = headers
+        self.pending_end = True
+        self.connection.push(self)
+
+    async def drain(self) -> None:
+        connection = self.connection
+        while not self.closed and (self.pending or connection.write_paused):
+            self.drain_waiter = connection.loop.create_future()
+            try:
+                await self.drain_waiter
+            finally:
+                self.drain_waiter = None
+
+    def pause_reading(self) -> None:
+        """Request bodies are bounded by the stream's flow-control window, not by pausing TCP."""
+
+    def resume_reading(self) -> None:
+        """See pause_reading."""
+
+    def body_consumed(self, nbytes: int) -> None:
+        # The app took nbytes: hand that much window back to the client.
+        if self.h1_body or self.closed:
+            return
+        self.unacked -= nbytes
+        self.connection.acknowledge(self.stream_id, nbytes)
+
+    def abort(self) -> None:
+        self.connection.reset(self, ErrorCodes.INTERNAL_ERROR)
+
+    def response_complete(self) -> None:
+        self.connection.state.requests_done += 1
+        self.connection.maybe_finish(self)
+
+    # events ----------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        waiter = self.drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+# -- the connection -------------------------------------------------------------------------------
+
+
+class Http2Connection(asyncio.Protocol):
+    """One HTTP/2 connection: h2 events in, HTTPStreams out, with limits and flood guards."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if not config.loaded:
+            config.load()
+        self.config = config
+        self.app = config.loaded_app
+        self.state = server_state
+        self.app_state = app_state
+        self.loop = _loop or asyncio.get_event_loop()
+        self.access_log = config.access_log
+        self.root_path = config.root_path
+        self.h2 = new_h2_state(config)
+        self.streams: dict[int, H2StreamTransport] = {}
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+        self.scheme = "https"
+        self.write_paused = False
+        self.read_paused = False
+        self.goaway_sent = False
+        self.dead = False
+        self.last_stream_id = 0
+        self.flush_handle: asyncio.Handle | None = None
+        self.preface_timer: asyncio.TimerHandle | None = None
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.resets = RateGuard(config.h2_max_reset_rate)
+        self.pings = RateGuard(config.h2_max_ping_rate)
+        self.settings = RateGuard(config.h2_max_settings_rate)
+        self.empty_frames = RateGuard(config.h2_max_empty_frame_rate)
+        # h2c upgrade (RFC 7540 §3.2): the upgrading request's body precedes the preface.
+        self.upgrade_stream: H2StreamTransport | None = None
+        self.upgrade_body_left = 0
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        self.transport = transport  # type: ignore[assignment]
+        self.state.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        self.client = tuple(peer[:2]) if isinstance(peer, tuple) else None  # type: ignore[assignment]
+        self.server = tuple(sock[:2]) if isinstance(sock, tuple) else None  # type: ignore[assignment]
+        self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
+        if self.upgrade_stream is None:
+            self.h2.initiate_connection()
+        self.open_connection_window()
+        self.flush()
+        # Slow-handshake guard: the client's connection preface must arrive in time (§3.4).
+        self.preface_timer = self.loop.call_later(
+            self.config.timeout_request_header, self.on_preface_timeout
+        )
+
+    def open_connection_window(self) -> None:
+        # RFC 9113 §6.9.2: the connection window starts at 65535 and grows only by WINDOW_UPDATE.
+        extra = self.config.h2_connection_window_size - 65535
+        if extra > 0:
+            self.h2.increment_flow_control_window(extra)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.dead = True
+        self.state.connections.discard(self)
+        self.cancel_timers()
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
+            self.flush_handle = None
+        for stream in list(self.streams.values()):
+            self.drop(stream)
+        self.streams.clear()
+
+    def pause_writing(self) -> None:
+        # The client is not reading: stop reading its frames too, so PING/SETTINGS acks and
+        # responses cannot pile up in our write buffer.
+        self.write_paused = True
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        for stream in list(self.streams.values()):
+            stream.wake()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def cancel_timers(self) -> None:
+        for timer in (self.preface_timer, self.idle_timer):
+            if timer is not None:
+                timer.cancel()
+        self.preface_timer = self.idle_timer = None
+
+    # -- receiving ------------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.dead:
+            return
+        if self.upgrade_body_left:
+            data = self.take_upgrade_body(data)
+            if not data:
+                return
+        try:
+            events = self.h2.receive_data(data)
+        except ProtocolError as exc:
+            self.on_protocol_error(exc)
+            return
+        for event in events:
+            if self.dead:
+                return
+            kind = type(event)
+            if kind is ev.DataReceived:
+                self.on_data(event)  # type: ignore[arg-type]
+            elif kind is ev.RequestReceived:
+                self.on_request(event)  # type: ignore[arg-type]
+            elif kind is ev.StreamEnded:
+                stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
+                if stream is not None:
+                    stream.request_ended = True
+                    if stream.http is not None:
+                        stream.http.feed_end()
+            elif kind is ev.WindowUpdated:
+                self.on_window_updated(event.stream_id)  # type: ignore[attr-defined]
+            elif kind is ev.StreamReset:
+                self.on_reset(event)  # type: ignore[arg-type]
+            elif kind is ev.RemoteSettingsChanged:
+                self.on_settings(event)  # type: ignore[arg-type]
+            elif kind is ev.PingReceived:
+                if self.pings.hit():
+                    self.calm("ping_flood", "PING flood")
+            elif kind is ev.ConnectionTerminated:
+                self.on_goaway_received()
+        self.flush()
+
+    def take_upgrade_body(self, data: bytes) -> bytes:
+        """Feed the h2c upgrade request's HTTP/1.1 body to stream 1; return what follows it."""
+        stream = self.upgrade_stream
+        assert stream is not None and stream.http is not None
+        body, rest = data[: self.upgrade_body_left], data[self.upgrade_body_left :]
+        self.upgrade_body_left -= len(body)
+        stream.http.feed_body(body)
+        if not self.upgrade_body_left:
+            stream.request_ended = True
+            stream.http.feed_end()
+        return rest
+
+    def on_protocol_error(self, exc: ProtocolError) -> None:
+        """h2 queued GOAWAY with the right code: send it, log one line, close."""
+        if isinstance(exc, DenialOfServiceError) and not isinstance(exc, HeaderBlockTooLarge):
+            guard_counters["header_list"] += 1
+        elif isinstance(exc, FlowControlError):
+            guard_counters["flow_control"] += 1
+        logger.info("HTTP/2 connection error from %s: %s", self.peer_text(), exc)
+        self.close(None)
+
+    def on_request(self, event: ev.RequestReceived) -> None:
+        stream_id = event.stream_id
+        if self.preface_timer is not None:
+            self.preface_timer.cancel()
+            self.preface_timer = None
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+        limit = self.config.limit_concurrency
+        if self.goaway_sent:
+            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        if len(self.streams) >= self.config.h2_max_concurrent_streams or (
+            limit is not None and len(self.state.tasks) >= limit
+        ):
+            # RFC 9113 §5.1.2: past the advertised limit (or the server's), refuse the stream.
+            guard_counters["refused_stream"] += 1
+            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        self.last_stream_id = stream_id
+        stream = H2StreamTransport(self, stream_id)
+        self.streams[stream_id] = stream
+        stream.request_ended = event.stream_ended is not None
+        scope, status = self.build_scope(event.headers)
+        if status:
+            guard_counters[f"status_{status}"] += 1
+            self.send_headers(stream, [(b":status", STATUS[status]), (b"content-length", b"0")], True)
+            stream.end_sent = True
+            self.maybe_finish(stream)
+            return
+        self.run_stream(stream, scope)
+
+    def build_scope(self, headers: Headers) -> tuple[dict[str, Any], int]:
+        """The ASGI scope of a request (same keys as HTTP/1.1), or an error status to answer."""
+        method = path = authority = b""
+        scheme = self.scheme.encode()
+        size = 0
+        regular: Headers = []
+        has_host = False
+        body_limit = self.config.limit_request_body
+        for name, value in headers:
+            size += len(name) + len(value) + 32  # RFC 9113 §6.5.2: the header list size
+            if name[0] == 58:  # b":"  -- h2 has validated the pseudo-headers
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    path = value
+                elif name == b":authority":
+                    authority = value
+                elif name == b":scheme":
+                    scheme = value
+                continue
+            if name == b"host":
+                has_host = True
+            elif name == b"content-length" and body_limit is not None and int(value) > body_limit:
+                return {}, 413
+            regular.append((name, value))
+        if size > self.config.h2_max_header_list_size:
+            return {}, 431
+        if method == b"CONNECT":
+            return {}, 501  # no CONNECT tunnels (RFC 9113 §8.5) on this server
+        if authority and not has_host:
+            # RFC 9113 §8.3.1: :authority stands in for Host; ASGI apps read Host.
+            regular.insert(0, (b"host", authority))
+        raw_path, _, query = path.partition(b"?")
+        decoded = raw_path.decode("latin-1")
+        if "%" in decoded:
+            decoded = urllib.parse.unquote(decoded)
+        root = self.root_path
+        return {
+            "type": "http",
+            "asgi": {"version": self.config.asgi_version, "spec_version": "2.5"},
+            "http_version": "2",
+            "server": self.server,
+            "client": self.client,
+            "scheme": scheme.decode("latin-1"),
+            "method": method.decode("latin-1"),
+            "root_path": root,
+            "path": root + decoded,
+            "raw_path": root.encode("ascii") + raw_path if root else raw_path,
+            "query_string": query,
+            "headers": regular,
+            "state": self.app_state.copy(),
+            "extensions": {
+                "http.response.trailers": {},
+                "http.response.early_hint": {},
+                "http.response.pathsend": {},
+            },
+        }, 0
+
+    def run_stream(self, stream: H2StreamTransport, scope: dict[str, Any]) -> None:
+        expect_continue = wants_trailers = False
+        for name, value in scope["headers"]:
+            if name == b"te":
+                wants_trailers = b"trailers" in value.lower()
+            elif name == b"expect":
+                expect_continue = value.lower() == b"100-continue"
+        more_body = not stream.request_ended
+        http = HTTPStream(
+            scope, stream, self.state, self.access_log, expect_continue and more_body, more_body
+        )
+        http.wants_trailers = wants_trailers
+        stream.http = http
+        self.start_app(http)
+
+    def start_app(self, http: HTTPStream) -> None:
+        app = self.app
+        state = self.state
+        soft = self.config.limit_concurrency_soft
+        if soft is not None and len(state.tasks) >= soft:
+            logger.warning("Exceeded concurrency limit.")
+            app = self.service_unavailable
+        task = self.loop.create_task(http.run(app))
+        http.task = task
+        state.tasks.add(task)
+        task.add_done_callback(state.tasks.discard)
+        state.total_requests += 1
+
+    async def service_unavailable(self, scope: Any, receive: Any, send: Any) -> None:
+        """Load shedding: 503 with Retry-After (RFC 9110 §15.6.4)."""
+        await send({
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [(b"retry-after", str(self.config.retry_after).encode())],
+        })
+        await send({"type": "http.response.body", "body": b"Service Unavailable"})
+
+    def on_data(self, event: ev.DataReceived) -> None:
+        data = event.data
+        stream = self.streams.get(event.stream_id)
+        padding = event.flow_controlled_length - len(data)
+        if not data and event.stream_ended is None and self.empty_frames.hit():
+            self.calm("empty_frames", "empty DATA frame flood")
+            return
+        if stream is None or stream.http is None or stream.closed:
+            # Not ours to deliver (refused, answered, reset): give the window straight back.
+            self.acknowledge(event.stream_id, event.flow_controlled_length)
+            return
+        if padding:
+            self.acknowledge(event.stream_id, padding)
+        limit = self.config.limit_request_body
+        stream.received += len(data)
+        if limit is not None and stream.received > limit:
+            guard_counters["body_limit"] += 1
+            if not stream.http.response_started:
+                stream.http.response_started = True
+                self.send_headers(stream, [(b":status", b"413"), (b"content-length", b"0")], True)
+                stream.end_sent = True
+            self.reset(stream, ErrorCodes.NO_ERROR)
+            return
+        if data:
+            stream.unacked += len(data)
+            stream.http.feed_body(data)
+
+    def on_window_updated(self, stream_id: int) -> None:
+        if stream_id:
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                self.push(stream)
+        else:
+            for stream in list(self.streams.values()):
+                if stream.pending or stream.pending_end:
+                    self.push(stream)
+
+    def on_reset(self, event: ev.StreamReset) -> None:
+        if event.remote_reset and self.resets.hit():
+            # CVE-2023-44487 (rapid reset): streams opened and cancelled faster than allowed.
+            self.calm("rapid_reset", "rapid reset")
+            return
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            stream.closed = True
+            self.drop(stream)
+
+    def on_settings(self, event: ev.RemoteSettingsChanged) -> None:
+        if self.preface_timer is not None:
+            # RFC 9113 §3.4: the client's first SETTINGS completes its connection preface.
+            self.preface_timer.cancel()
+            self.preface_timer = None
+            if not self.streams:
+                self.arm_idle_timer()
+        if self.settings.hit():
+            self.calm("settings_flood", "SETTINGS flood")
+            return
+        if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+            self.on_window_updated(0)
+
+    def on_goaway_received(self) -> None:
+        # The client is leaving: h2 accepts nothing more on this connection, so we go too.
+        self.close(None)
+
+    # -- guards and closing ---------------------------------------------------------------------------
+
+    def calm(self, guard: str, reason: str) -> None:
+        """Flood detected: GOAWAY(ENHANCE_YOUR_CALM), cancel everything, close."""
+        guard_counters[guard] += 1
+        logger.warning("HTTP/2 %s from %s: closing the connection", reason, self.peer_text())
+        self.close(ErrorCodes.ENHANCE_YOUR_CALM)
+
+    def close(self, error_code: ErrorCodes | None) -> None:
+        """Send GOAWAY (unless h2 already queued one), flush, and close the connection."""
+        if self.dead:
+            return
+        if error_code is not None:
+            self.h2.close_connection(error_code, last_stream_id=self.last_stream_id)
+        self.dead = True
+        self.flush()
+        self.cancel_timers()
+        for stream in list(self.streams.values()):
+            self.drop(stream)
+        self.streams.clear()
+        self.transport.close()
+
+    def on_preface_timeout(self) -> None:
+        self.preface_timer = None
+        guard_counters["preface_timeout"] += 1
+        logger.info("HTTP/2 connection preface timed out from %s", self.peer_text())
+        self.close(ErrorCodes.NO_ERROR)
+
+    def arm_idle_timer(self) -> None:
+        if self.idle_timer is None and not self.dead:
+            self.idle_timer = self.loop.call_later(self.config.timeout_keep_alive, self.on_idle)
+
+    def on_idle(self) -> None:
+        self.idle_timer = None
+        if not self.streams:
+            guard_counters["idle_timeout"] += 1
+            self.close(ErrorCodes.NO_ERROR)
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: GOAWAY with the last stream we took; close once those finish."""
+        if self.dead or self.goaway_sent:
+            return
+        self.goaway_sent = True
+        # Sent by hand: h2's close_connection() would also forbid finishing in-flight streams.
+        self.flush()
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = self.last_stream_id
+        frame.error_code = ErrorCodes.NO_ERROR
+        self.transport.write(frame.serialize())
+        if not self.streams:
+            self.close(None)
+
+    def peer_text(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "unix socket"
+
+    # -- sending --------------------------------------------------------------------------------------
+
+    def send_headers(self, stream: H2StreamTransport, headers: Headers, end_stream: bool) -> None:
+        try:
+            self.h2.send_headers(stream.stream_id, headers, end_stream=end_stream)
+        except (StreamClosedError, ProtocolError):
+            stream.closed = True
+            return
+        self.schedule_flush()
+
+    def push(self, stream: H2StreamTransport) -> None:
+        """Send as much pending body as the flow-control windows allow, then trailers / end."""
+        if stream.closed or stream.end_sent:
+            return
+        h2 = self.h2
+        stream_id = stream.stream_id
+        pending = stream.pending
+        try:
+            while pending:
+                size = min(h2.local_flow_control_window(stream_id), h2.max_outbound_frame_size,
+                           len(pending))
+                if size <= 0:
+                    break
+                last = size == len(pending) and stream.pending_end and stream.pending_trailers is None
+                h2.send_data(stream_id, bytes(pending[:size]), end_stream=last)
+                del pending[:size]
+                if last:
+                    stream.end_sent = True
+            if not pending and stream.pending_end and not stream.end_sent:
+                if stream.pending_trailers is not None:
+                    h2.send_headers(stream_id, stream.pending_trailers, end_stream=True)
+                else:
+                    h2.end_stream(stream_id)
+                stream.end_sent = True
+        except (StreamClosedError, ProtocolError):
+            stream.closed = True
+        self.schedule_flush()
+        if not pending:
+            stream.wake()
+        if stream.end_sent:
+            self.maybe_finish(stream)
+
+    def acknowledge(self, stream_id: int, nbytes: int) -> None:
+        if nbytes and not self.dead:
+            try:
+                self.h2.acknowledge_received_data(nbytes, stream_id)
+            except (StreamClosedError, ProtocolError):
+                return
+            self.schedule_flush()
+
+    def reset(self, stream: H2StreamTransport, code: ErrorCodes) -> None:
+        if not stream.closed and not self.dead:
+            try:
+                self.h2.reset_stream(stream.stream_id, code)
+            except (StreamClosedError, ProtocolError):
+                pass
+            self.schedule_flush()
+        stream.closed = True
+        self.drop(stream)
+
+    def maybe_finish(self, stream: H2StreamTransport) -> None:
+        """Retire a stream once its response is out and its request is over (or cut short)."""
+        http = stream.http
+        if not stream.end_sent and not stream.closed:
+            return
+        if http is not None and not http.response_complete and not stream.closed:
+            return
+        if not stream.request_ended and not stream.closed:
+            # RFC 9113 §8.1: a complete response may end a request still uploading.
+            self.reset(stream, ErrorCodes.NO_ERROR)
+            return
+        self.drop(stream)
+
+    def drop(self, stream: H2StreamTransport) -> None:
+        """Forget a stream: the app sees http.disconnect if it is still running."""
+        if self.streams.pop(stream.stream_id, None) is None and not self.dead:
+            return
+        if stream.unacked and not self.dead:
+            # Body the app never read still holds connection window: return it.
+            self.acknowledge(stream.stream_id, stream.unacked)
+            stream.unacked = 0
+        http = stream.http
+        stream.wake()
+        if http is not None and not http.response_complete:
+            stream.closed = True
+            http.feed_disconnect()
+            task = http.task
+            if task is not None and not task.done():
+                # Let the app see http.disconnect, then cancel it at its next await.
+                self.loop.call_soon(task.cancel)
+        if not self.streams and not self.dead:
+            if self.goaway_sent:
+                self.flush()
+                self.close(None)
+            else:
+                self.arm_idle_timer()
+
+    def schedule_flush(self) -> None:
+        # Coalesce the frames of one loop iteration (head + body, many streams) into one write.
+        if self.flush_handle is None and not self.dead:
+            self.flush_handle = self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.flush_handle = None
+        data = self.h2.data_to_send()
+        if data and not self.transport.is_closing():
+            self.transport.write(data)
+
+
+# -- entering HTTP/2 from HTTP/1.1 -----------------------------------------------------------------
+
+
+def upgrade_from_h1(h1: H1Connection, stream: HTTPStream) -> bool:
+    """RFC 7540 §3.2: answer `Upgrade: h2c` with 101 and serve the request as stream 1.
+
+    Returns False (the request is served over HTTP/1.1) when the upgrade does not apply: TLS
+    (RFC 9113 §3.1 forbids h2c there), h2 not enabled, a missing or bad HTTP2-Settings, or a
+    chunked body.
+    """
+    config = h1.config
+    if h1.scheme != "http" or "h2" not in config.protocols:
+        return False
+    settings: list[bytes] = []
+    content_length = 0
+    for name, value in stream.scope["headers"]:
+        if name == b"http2-settings":
+            settings.append(value)
+        elif name == b"content-length":
+            content_length = int(value)
+        elif name == b"transfer-encoding":
+            return False
+    if len(settings) != 1:
+        return False
+    try:
+        # RFC 7540 §3.2.1: base64url without padding.
+        raw = base64.urlsafe_b64decode(settings[0] + b"=" * (-len(settings[0]) % 4))
+    except (binascii.Error, ValueError):
+        return False
+    connection = Http2Connection(config, h1.state, h1.app_state, h1.loop)
+    try:
+        connection.h2.initiate_upgrade_connection(base64.urlsafe_b64encode(raw))
+    except ProtocolError:
+        return False
+    transport = h1.transport
+    h1.transport.write(
+        b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
+    )
+    # The HTTP/1.1 connection is done: the HTTP/2 connection owns the socket from here on.
+    h1.closing = True
+    h1.parsing = None
+    h1.cancel_timers()
+    h1.state.connections.discard(h1)
+    h1.upgraded_to = connection
+    transport.set_protocol(connection)
+    upgraded = H2StreamTransport(connection, 1)
+    upgraded.h1_body = True
+    upgraded.request_ended = content_length == 0
+    connection.upgrade_stream = upgraded
+    connection.upgrade_body_left = content_length
+    connection.connection_made(transport)
+    connection.streams[1] = upgraded
+    connection.last_stream_id = 1
+    stream.scope["http_version"] = "2"
+    stream.transport = upgraded
+    stream.more_body = content_length > 0
+    stream.expect_continue = False
+    upgraded.http = stream
+    h1.state.connections.discard(h1)
+    if h1.read_paused:
+        h1.read_paused = False
+        transport.resume_reading()
+    connection.start_app(stream)
+    return True
