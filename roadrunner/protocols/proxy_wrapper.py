@@ -143,6 +143,7 @@ class ProxyProtocolReader(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.chunk = bytearray(256)
+        self.needed = bytes_needed(b"", self.mode)
         self.timer: asyncio.TimerHandle | None = None
         self.tls_task: asyncio.Task[None] | None = None
         self.peer = "unknown peer"
@@ -168,23 +169,22 @@ class ProxyProtocolReader(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:
         # Ask for no more than the header can still need: the next byte after it belongs to
         # TLS or HTTP and must stay in the socket.
-        try:
-            needed = bytes_needed(bytes(self.buffer), self.mode)
-        except ProxyProtocolError:
-            needed = 1  # reported by buffer_updated; never reached with a valid buffer
-        return memoryview(self.chunk)[: max(min(needed, len(self.chunk)), 1)]
+        return memoryview(self.chunk)[: self.needed]
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self.done:
-            return
         self.buffer += self.chunk[:nbytes]
+        data = bytes(self.buffer)
         try:
-            header = parse(bytes(self.buffer), self.mode)
+            needed = bytes_needed(data, self.mode)
+            if needed:
+                self.needed = min(needed, len(self.chunk))
+                return
+            header = parse(data, self.mode)
         except ProxyProtocolError as exc:
             self.fail(str(exc))
             return
-        if header is not None:
-            self.header_complete(header)
+        assert header is not None
+        self.header_complete(header)
 
     def eof_received(self) -> bool | None:
         if not self.done:
@@ -193,8 +193,6 @@ class ProxyProtocolReader(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.finish()
-        if self.tls_task is not None and not self.tls_task.done():
-            self.tls_task.cancel()
 
     # -- server control -------------------------------------------------------------------------------
 
@@ -254,13 +252,12 @@ class ProxyProtocolReader(asyncio.BufferedProtocol):
             )
         except asyncio.CancelledError:
             return
-        except (OSError, ssl.SSLError, ConnectionError, asyncio.TimeoutError) as exc:
+        except (OSError, asyncio.TimeoutError) as exc:  # ssl.SSLError is an OSError
             self.fail(f"TLS handshake failed ({exc.__class__.__name__}: {exc})")
             return
-        if self.done or tls_transport is None:
-            if tls_transport is not None:
-                tls_transport.close()
-            return
+        # A timeout or shutdown during the handshake cancels this task, so we get here only
+        # with the connection still ours.
+        assert tls_transport is not None
         self.finish()
         protocol = self.factory()
         proxied = ProxiedTransport(tls_transport, header)

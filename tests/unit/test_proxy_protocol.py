@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
 import pytest
 
+from roadrunner.protocols.proxy_wrapper import ProxiedTransport, TLSHandoff
 from roadrunner.proxy_protocol import (
     V1_MAX_LENGTH,
     V2_SIGNATURE,
+    ProxyHeader,
     ProxyProtocolError,
     build_v1,
     build_v2,
@@ -309,3 +312,119 @@ def test_builders() -> None:
     assert build_v1(None, None) == b"PROXY UNKNOWN\r\n"
     assert build_v1(("::1", 1), ("::2", 2)) == b"PROXY TCP6 ::1 ::2 1 2\r\n"
     assert build_v2(None, None) == V2_SIGNATURE + b"\x21\x00\x00\x00"
+
+
+# -- the transport handed to connection protocols ------------------------------------------------
+
+
+class Recorder(asyncio.Protocol):
+    """Records what a transport delivers, as a connection protocol would see it."""
+
+    def __init__(self) -> None:
+        self.events: asyncio.Queue[bytes] = asyncio.Queue()
+        self.lost: list[Exception | None] = []
+
+    def data_received(self, data: bytes) -> None:
+        self.events.put_nowait(data)
+
+    def eof_received(self) -> bool | None:
+        self.events.put_nowait(b"<eof>")
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.append(exc)
+
+
+async def connected_pair() -> tuple[asyncio.AbstractServer, asyncio.Transport, Recorder]:
+    """A real TCP connection on 127.0.0.1: (server, client transport, server-side recorder)."""
+    loop = asyncio.get_running_loop()
+    accepted: asyncio.Future[Recorder] = loop.create_future()
+
+    def make() -> Recorder:
+        recorder = Recorder()
+        accepted.set_result(recorder)
+        return recorder
+
+    server = await loop.create_server(make, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+    return server, transport, await accepted
+
+
+async def read_until_eof(recorder: Recorder) -> bytes:
+    data = b""
+    while (chunk := await asyncio.wait_for(recorder.events.get(), 5)) != b"<eof>":
+        data += chunk
+    return data
+
+
+def test_proxied_transport_answers_addresses_and_delegates_the_rest() -> None:
+    async def main() -> None:
+        server, transport, peer = await connected_pair()
+        header = ProxyHeader(1, "PROXY", "TCP4", ("192.0.2.1", 5), ("192.0.2.2", 6))
+        proxied = ProxiedTransport(transport, header)
+        assert proxied.get_extra_info("peername") == ("192.0.2.1", 5)
+        assert proxied.get_extra_info("sockname") == ("192.0.2.2", 6)
+        assert proxied.get_extra_info("proxy_header") is header
+        assert proxied.get_extra_info("socket") is transport.get_extra_info("socket")
+        other = asyncio.Protocol()
+        proxied.set_protocol(other)
+        assert proxied.get_protocol() is other is transport.get_protocol()
+        proxied.pause_reading()
+        assert not proxied.is_reading()
+        proxied.resume_reading()
+        assert proxied.is_reading()
+        proxied.set_write_buffer_limits(high=1000, low=100)
+        assert proxied.get_write_buffer_limits() == (100, 1000)
+        assert proxied.get_write_buffer_size() == 0
+        proxied.write(b"a")
+        proxied.writelines([b"b", b"c"])
+        assert proxied.can_write_eof()
+        assert not proxied.is_closing()
+        proxied.write_eof()
+        assert await read_until_eof(peer) == b"abc"
+        proxied.abort()
+        assert proxied.is_closing()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+
+
+def test_proxied_transport_without_addresses_reports_the_socket() -> None:
+    async def main() -> None:
+        server, transport, _ = await connected_pair()
+        proxied = ProxiedTransport(transport, ProxyHeader(2, "LOCAL", "UNSPEC"))
+        assert proxied.get_extra_info("peername") == transport.get_extra_info("peername")
+        assert proxied.get_extra_info("sockname") == transport.get_extra_info("sockname")
+        proxied.close()
+        assert transport.is_closing()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+
+
+def test_tls_handoff_replays_data_eof_and_loss_in_order() -> None:
+    async def main() -> None:
+        server, transport, _ = await connected_pair()
+        handoff = TLSHandoff()
+        handoff.data_received(b"GET / ")
+        handoff.data_received(b"HTTP/1.1\r\n")
+        assert handoff.eof_received() is True
+        recorder = Recorder()
+        handoff.replay(recorder, transport)
+        assert recorder.events.get_nowait() == b"GET / "
+        assert recorder.events.get_nowait() == b"HTTP/1.1\r\n"
+        assert recorder.events.get_nowait() == b"<eof>"
+        assert transport.is_closing()  # the protocol did not keep the half-closed connection
+        lost = TLSHandoff()
+        error = ConnectionResetError()
+        lost.connection_lost(error)
+        later = Recorder()
+        lost.replay(later, transport)
+        assert later.lost == [error]
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
