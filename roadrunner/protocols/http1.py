@@ -114,6 +114,7 @@ class H1Connection(asyncio.Protocol):
         self.sent_length = 0
         self.response_keep_alive = True
         self.head_response = False
+        self.pending_head = b""
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -460,26 +461,45 @@ class H1Connection(asyncio.Protocol):
         self.chunked = chunked and not bodyless
         self.expected_length = None if bodyless else expected
         self.sent_length = 0
-        self.transport.write(b"".join(parts))
+        # Hold the head so the first body chunk leaves in the same write (one syscall for a
+        # small response); flush it on the next loop pass if no body comes right away.
+        self.pending_head = b"".join(parts)
+        self.loop.call_soon(self.flush_head)
+
+    def flush_head(self) -> None:
+        if self.pending_head:
+            head, self.pending_head = self.pending_head, b""
+            if not self.transport.is_closing():
+                self.transport.write(head)
 
     def write_body(self, data: bytes, end_stream: bool) -> None:
         if self.head_response:
             data = b""
+        if data and self.expected_length is not None:
+            if self.sent_length + len(data) > self.expected_length:
+                raise RuntimeError("Response content longer than Content-Length")
+        out = self.pending_head
+        self.pending_head = b""
         if data:
             self.sent_length += len(data)
-            if self.expected_length is not None and self.sent_length > self.expected_length:
-                raise RuntimeError("Response content longer than Content-Length")
             if self.chunked:
-                self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+                out += b"%x\r\n%b\r\n" % (len(data), data)
+            elif out:
+                out += data
             else:
-                self.transport.write(data)
+                out = data
         if end_stream:
             if self.expected_length is not None and self.sent_length < self.expected_length:
+                if out:
+                    self.transport.write(out)
                 raise RuntimeError("Response content shorter than Content-Length")
             if self.chunked:
-                self.transport.write(b"0\r\n\r\n")
+                out += b"0\r\n\r\n"
+        if out:
+            self.transport.write(out)
 
     def write_trailers(self, headers: Headers) -> None:
+        self.flush_head()
         if self.chunked:
             # RFC 9112 §7.1.2: trailer section after the last chunk.
             self.transport.write(
@@ -509,6 +529,7 @@ class H1Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         """The app failed after starting its response: the only honest answer is a close."""
+        self.flush_head()
         self.close_connection()
 
     def response_complete(self) -> None:
