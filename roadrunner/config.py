@@ -206,6 +206,17 @@ class Config:
         h2_max_settings_rate: int = 50,
         h2_max_empty_frame_rate: int = 100,
         alt_svc: bool = True,
+        # HTTP/3 over QUIC (roadrunner.protocols.http3 / quic)
+        h3_max_concurrent_streams: int = 100,
+        h3_max_field_section_size: int = 16384,
+        h3_idle_timeout: float = 30.0,
+        h3_max_connections: int = 10000,
+        h3_retry: bool = False,
+        h3_max_stream_data: int = 1024 * 1024,
+        h3_max_data: int = 4 * 1024 * 1024,
+        h3_qpack_max_table_capacity: int = 4096,
+        h3_qpack_blocked_streams: int = 16,
+        h3_gso: bool = True,
         # edge middleware (roadrunner.middleware.stack), all off by default
         proxy_headers_mode: str = "auto",
         cors_allow_origins: list[str] | str | None = None,
@@ -299,6 +310,16 @@ class Config:
         self.h2_max_settings_rate = h2_max_settings_rate
         self.h2_max_empty_frame_rate = h2_max_empty_frame_rate
         self.alt_svc = alt_svc
+        self.h3_max_concurrent_streams = h3_max_concurrent_streams
+        self.h3_max_field_section_size = h3_max_field_section_size
+        self.h3_idle_timeout = h3_idle_timeout
+        self.h3_max_connections = h3_max_connections
+        self.h3_retry = h3_retry
+        self.h3_max_stream_data = h3_max_stream_data
+        self.h3_max_data = h3_max_data
+        self.h3_qpack_max_table_capacity = h3_qpack_max_table_capacity
+        self.h3_qpack_blocked_streams = h3_qpack_blocked_streams
+        self.h3_gso = h3_gso
         self.proxy_headers_mode = proxy_headers_mode
         self.cors_allow_origins = cors_allow_origins
         self.cors_allow_origin_regex = cors_allow_origin_regex
@@ -321,6 +342,7 @@ class Config:
 
         self.validate_choices()
         self.protocols = parse_protocols(protocols, tls=self.is_ssl)
+        self.validate_h3()
         self.configure_logging()
 
         self.reload_dirs: list[Path] = [
@@ -383,6 +405,18 @@ class Config:
         for feature, message in NOT_YET_AVAILABLE.items():
             if getattr(self, feature, None):
                 raise ConfigError(message)
+
+    def validate_h3(self) -> None:
+        """HTTP/3 needs a certificate (QUIC is always TLS 1.3) and positive limits."""
+        if "h3" in self.protocols and not self.ssl_certfile:
+            raise ConfigError("--protocols h3 needs --ssl-certfile and --ssl-keyfile (QUIC is always TLS).")
+        for name in ("h3_max_concurrent_streams", "h3_max_field_section_size", "h3_idle_timeout",
+                     "h3_max_connections", "h3_max_stream_data", "h3_max_data"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
+        for name in ("h3_qpack_max_table_capacity", "h3_qpack_blocked_streams"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must not be negative.")
 
     @property
     def is_ssl(self) -> bool:

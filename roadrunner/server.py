@@ -55,6 +55,7 @@ class Server:
         self.last_notified = 0.0
         self.servers: list[asyncio.AbstractServer] = []
         self.extra_listeners: list[Any] = []  # datagram endpoints (HTTP/3), closed on shutdown
+        self.h3_port: int | None = None  # UDP port serving HTTP/3, advertised with Alt-Svc
         self.max_requests: int | None = None
 
     # -- entry points ----------------------------------------------------------------------------
@@ -138,6 +139,18 @@ class Server:
 
     async def start_extra_listeners(self, listeners: Sequence[socket.socket]) -> None:
         """Hook for listeners beside TCP (the HTTP/3 UDP socket)."""
+        if "h3" in self.config.protocols:
+            from roadrunner.protocols.quic import start_quic_listener
+
+            try:
+                self.extra_listeners.append(await start_quic_listener(self, listeners))
+            except ConfigError as exc:
+                logger.error("%s", exc)
+                for server in self.servers:
+                    server.close()
+                await self.lifespan.shutdown()
+                sys.exit(STARTUP_FAILURE)
+            self.update_default_headers()
 
     def log_started(self, listeners: Sequence[socket.socket]) -> None:
         config = self.config
@@ -175,6 +188,9 @@ class Server:
         headers = list(self.config.encoded_headers)
         if self.config.date_header:
             headers.insert(0, (b"date", formatdate(usegmt=True).encode()))
+        if self.h3_port is not None and self.config.alt_svc:
+            # RFC 7838 §3 / RFC 9114 §3.1.1: advertise HTTP/3 on the same port number.
+            headers.append((b"alt-svc", b'h3=":%d"; ma=86400' % self.h3_port))
         state.default_headers = headers
         state.h1_default_headers = headers
 

@@ -1,0 +1,706 @@
+"""HTTP/3 connections: one QUIC connection (aioquic), its HTTP/3 framing, one HTTPStream per request.
+
+`Http3Connection` turns QUIC/HTTP/3 events into stream events and stream commands into HTTP/3
+frames. It owns the HTTP/3 limits (field section size, concurrency, GOAWAY) and request-body
+flow control: `CreditQuicConnection` returns receive credit only as the app consumes the body.
+The UDP socket, connection-ID routing and datagram batching live in `roadrunner.protocols.quic`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pylsqpack
+from aioquic.buffer import encode_uint_var
+from aioquic.h3.connection import (
+    ErrorCode,
+    FrameType,
+    H3Connection,
+    H3Stream,
+    MessageError,
+    Setting,
+    encode_frame,
+)
+from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import (
+    ConnectionIdIssued,
+    ConnectionIdRetired,
+    ConnectionTerminated,
+    ProtocolNegotiated,
+    QuicEvent,
+    StopSendingReceived,
+    StreamDataReceived,
+    StreamReset,
+)
+from aioquic.quic.packet_builder import QuicPacketBuilder
+from aioquic.quic.recovery import QuicPacketSpace
+from aioquic.quic.stream import QuicStream
+
+from roadrunner.asgi.stream import HTTPStream
+from roadrunner.logging import escape_control
+
+if TYPE_CHECKING:
+    from roadrunner.config import Config
+    from roadrunner.server import ServerState
+
+logger = logging.getLogger("roadrunner.error")
+
+Headers = list[tuple[bytes, bytes]]
+NetworkAddress = Any
+
+# A response stream stops accepting app writes (drain() waits) above this many unacknowledged
+# bytes and resumes below half of it: memory per stream stays bounded by the peer's credit.
+SEND_HIGH_WATER = 256 * 1024
+# RFC 9114 §4.2: connection-specific fields are malformed in HTTP/3; never emit them.
+CONNECTION_SPECIFIC = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
+ERROR_BODIES = {
+    400: b"Invalid HTTP request received.",
+    413: b"Request body too large.",
+    431: b"Request header fields too large.",
+    501: b"Not Implemented",
+}
+
+
+def build_quic_configuration(config: Config) -> QuicConfiguration:
+    """The server-side QUIC configuration for --protocols h3 (TLS 1.3 with ALPN h3)."""
+    quic_config = QuicConfiguration(
+        is_client=False,
+        alpn_protocols=["h3"],
+        idle_timeout=config.h3_idle_timeout,
+        max_data=config.h3_max_data,
+        max_stream_data=config.h3_max_stream_data,
+    )
+    assert config.ssl_certfile is not None
+    quic_config.load_cert_chain(
+        config.ssl_certfile, config.ssl_keyfile, config.ssl_keyfile_password
+    )
+    return quic_config
+
+
+class CreditQuicConnection(QuicConnection):
+    """A QuicConnection whose receive credit follows what the application consumed.
+
+    aioquic doubles a stream's MAX_STREAM_DATA as soon as data arrives; here the limit is
+    `consumed + window`, so a slow app stops a fast uploader (RFC 9000 §4.1) instead of
+    buffering the whole body. `unconsumed[stream_id]` counts body bytes handed to a stream
+    and not yet read by the app.
+    """
+
+    def __init__(self, *, max_streams_bidi: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # RFC 9000 §4.6: initial_max_streams_bidi bounds concurrent request streams.
+        self._local_max_streams_bidi.value = max_streams_bidi
+        self._local_max_streams_bidi.sent = max_streams_bidi
+        self.stream_window = self._configuration.max_stream_data
+        self.connection_window = self._configuration.max_data
+        self.unconsumed: dict[int, int] = {}
+        self.unconsumed_total = 0
+
+    def add_unconsumed(self, stream_id: int, nbytes: int) -> None:
+        self.unconsumed[stream_id] = self.unconsumed.get(stream_id, 0) + nbytes
+        self.unconsumed_total += nbytes
+
+    def consume(self, stream_id: int, nbytes: int) -> None:
+        held = self.unconsumed.get(stream_id, 0)
+        nbytes = min(nbytes, held)
+        self.unconsumed[stream_id] = held - nbytes
+        self.unconsumed_total -= nbytes
+
+    def release(self, stream_id: int) -> None:
+        """The stream's body will never be read: give its credit back."""
+        self.unconsumed_total -= self.unconsumed.pop(stream_id, 0)
+
+    def _write_connection_limits(self, builder: QuicPacketBuilder, space: QuicPacketSpace) -> None:
+        max_data = self._local_max_data
+        target = max_data.used - self.unconsumed_total + self.connection_window
+        if target - max_data.value >= self.connection_window // 2:
+            max_data.value = target
+        used = max_data.used
+        max_data.used = 0  # keeps aioquic's own doubling rule from firing
+        try:
+            super()._write_connection_limits(builder=builder, space=space)
+        finally:
+            max_data.used = used
+
+    def _write_stream_limits(
+        self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: QuicStream
+    ) -> None:
+        receiver = stream.receiver
+        if stream.max_stream_data_local and not receiver.is_finished:
+            held = self.unconsumed.get(stream.stream_id, 0) if stream.stream_id is not None else 0
+            consumed = receiver.starting_offset() - held
+            target = consumed + self.stream_window
+            if target - stream.max_stream_data_local >= self.stream_window // 2:
+                stream.max_stream_data_local = target
+        highest = receiver.highest_offset
+        receiver.highest_offset = 0  # keeps aioquic's own doubling rule from firing
+        try:
+            super()._write_stream_limits(builder=builder, space=space, stream=stream)
+        finally:
+            receiver.highest_offset = highest
+
+    def send_buffered(self, stream_id: int) -> int:
+        """Bytes written to a stream and not yet acknowledged by the peer."""
+        stream = self._streams.get(stream_id)
+        return len(stream.sender._buffer) if stream is not None else 0
+
+
+@dataclass
+class StreamMalformed(H3Event):
+    """A request stream broke an HTTP/3 message rule; only that stream is reset."""
+
+    stream_id: int
+    reason: str
+
+
+class RoadrunnerH3Connection(H3Connection):
+    """aioquic's H3Connection with our QPACK table sizes, field-section limit, stream errors."""
+
+    def __init__(
+        self,
+        quic: QuicConnection,
+        table_capacity: int,
+        blocked_streams: int,
+        max_field_section_size: int,
+    ) -> None:
+        self.rr_table_capacity = table_capacity
+        self.rr_blocked_streams = blocked_streams
+        self.rr_max_field_section_size = max_field_section_size
+        self.discarded: set[int] = set()
+        super().__init__(quic)
+
+    def _init_connection(self) -> None:
+        # RFC 9204 §3.2.3: the decoder's table capacity and blocked streams are announced in
+        # SETTINGS; the decoder must be built with the same values before they are sent.
+        self._max_table_capacity = self.rr_table_capacity
+        self._blocked_streams = self.rr_blocked_streams
+        self._decoder = pylsqpack.Decoder(self.rr_table_capacity, self.rr_blocked_streams)
+        super()._init_connection()
+
+    def _get_local_settings(self) -> dict[int, int]:
+        settings = super()._get_local_settings()
+        # RFC 9114 §4.2.2: advertise the largest field section we accept.
+        settings[Setting.MAX_FIELD_SECTION_SIZE] = self.rr_max_field_section_size
+        return settings
+
+    def _receive_request_or_push_data(
+        self, stream: H3Stream, data: bytes, stream_ended: bool
+    ) -> list[H3Event]:
+        if stream.stream_id in self.discarded:
+            return []
+        try:
+            return super()._receive_request_or_push_data(stream, data, stream_ended)
+        except MessageError as exc:
+            # RFC 9114 §4.1.2: a malformed request is a stream error of type H3_MESSAGE_ERROR.
+            self.reset_both(stream.stream_id, ErrorCode.H3_MESSAGE_ERROR)
+            stream.buffer = b""
+            stream.blocked = False
+            stream.receiving_ended = stream.sending_ended = True
+            return [StreamMalformed(stream_id=stream.stream_id, reason=exc.reason_phrase)]
+
+    def reset_both(self, stream_id: int, error_code: int) -> None:
+        """Reset both halves of a request stream and ignore whatever still arrives on it."""
+        self.discarded.add(stream_id)
+        self._quic.reset_stream(stream_id, error_code)
+        stream = self._quic._streams.get(stream_id)
+        if stream is not None and not stream.receiver.is_finished:
+            self._quic.stop_stream(stream_id, error_code)
+
+    def discard_stream(self, stream_id: int, error_code: int) -> None:
+        """`reset_both`, and drop the HTTP/3 state of the stream (outside event handling)."""
+        self.reset_both(stream_id, error_code)
+        self._stream.pop(stream_id, None)
+
+    def send_goaway(self, stream_id: int) -> None:
+        """RFC 9114 §5.2: no request stream at or above `stream_id` will be processed."""
+        assert self._local_control_stream_id is not None
+        self._quic.send_stream_data(
+            self._local_control_stream_id, encode_frame(FrameType.GOAWAY, encode_uint_var(stream_id))
+        )
+
+
+class H3StreamTransport:
+    """The `StreamTransport` of one request stream: HTTPStream commands become HTTP/3 frames."""
+
+    supports_trailers = True
+
+    __slots__ = ("connection", "stream_id", "stream", "closed", "request_ended", "head_sent")
+
+    def __init__(self, connection: Http3Connection, stream_id: int) -> None:
+        self.connection = connection
+        self.stream_id = stream_id
+        self.stream: HTTPStream | None = None
+        self.closed = False  # reset, stopped, or the connection is gone
+        self.request_ended = False
+        self.head_sent = False
+
+    def write_informational(self, status: int, headers: Headers) -> None:
+        if not self.closed and not self.head_sent:
+            self.connection.send_headers(self.stream_id, [(b":status", b"%d" % status), *headers], False)
+
+    def write_head(self, status: int, headers: Headers, end_stream: bool) -> None:
+        if self.closed:
+            return
+        self.head_sent = True
+        out: Headers = [(b":status", b"%d" % status)]
+        app_names = {name for name, _ in headers}
+        for name, value in self.connection.state.default_headers:
+            if name not in app_names and name != b"alt-svc":
+                out.append((name, value))
+        out.extend(item for item in headers if item[0] not in CONNECTION_SPECIFIC)
+        self.connection.send_headers(self.stream_id, out, end_stream)
+        if end_stream:
+            self.closed = True
+
+    def write_body(self, data: bytes, end_stream: bool) -> None:
+        if self.closed or (not data and not end_stream):
+            return
+        self.connection.send_data(self.stream_id, data, end_stream)
+        if end_stream:
+            self.closed = True
+
+    def write_trailers(self, headers: Headers) -> None:
+        if self.closed:
+            return
+        # RFC 9114 §4.1: a trailing HEADERS frame ends the response.
+        self.connection.send_headers(
+            self.stream_id, [item for item in headers if item[0] not in CONNECTION_SPECIFIC], True
+        )
+        self.closed = True
+
+    async def drain(self) -> None:
+        await self.connection.drain(self)
+
+    def pause_reading(self) -> None:
+        """Nothing to do: the peer is held back by the flow-control credit we withhold."""
+
+    def resume_reading(self) -> None:
+        """Nothing to do: credit is returned in `body_consumed`."""
+
+    def body_consumed(self, nbytes: int) -> None:
+        self.connection.body_consumed(self.stream_id, nbytes)
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.connection.reset_stream(self.stream_id, ErrorCode.H3_INTERNAL_ERROR)
+
+    def response_complete(self) -> None:
+        self.connection.response_complete(self)
+
+
+class Http3Connection:
+    """One QUIC connection speaking HTTP/3; owned and fed datagrams by the UDP listener."""
+
+    def __init__(
+        self,
+        quic: CreditQuicConnection,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        loop: asyncio.AbstractEventLoop,
+        send: Callable[[list[tuple[bytes, NetworkAddress]]], None],
+        on_cid_issued: Callable[[bytes, Http3Connection], None],
+        on_cid_retired: Callable[[bytes], None],
+        on_closed: Callable[[Http3Connection], None],
+        on_terminated: Callable[[Http3Connection], None],
+        server_address: tuple[str, int],
+    ) -> None:
+        if not config.loaded:
+            config.load()
+        self.quic = quic
+        self.config = config
+        self.app = config.loaded_app
+        self.state = server_state
+        self.app_state = app_state
+        self.loop = loop
+        self.send_datagrams = send
+        self.on_cid_issued = on_cid_issued
+        self.on_cid_retired = on_cid_retired
+        self.on_closed = on_closed
+        self.on_terminated = on_terminated
+        self.server_address = server_address
+        self.access_log = config.access_log
+        self.h3: RoadrunnerH3Connection | None = None
+        self.client: tuple[str, int] | None = None
+        self.streams: dict[int, H3StreamTransport] = {}
+        self.drain_waiters: dict[int, asyncio.Future[None]] = {}
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at: float | None = None
+        self.transmit_scheduled = False
+        self.goaway_id: int | None = None  # set once GOAWAY is sent (graceful shutdown)
+        self.next_stream_id = 0  # lowest client bidi stream id not yet seen
+        self.closed = False
+        self.terminated = False
+        server_state.connections.add(self)
+
+    # -- datagrams and timers (called by the listener) ------------------------------------------
+
+    def datagram_received(self, data: bytes, addr: NetworkAddress) -> None:
+        if self.client is None:
+            self.client = (str(addr[0]), int(addr[1]))
+        self.quic.receive_datagram(data, addr, now=self.loop.time())
+        self.process_events()
+        self.transmit()
+
+    def on_timer(self) -> None:
+        self.timer = None
+        self.timer_at = None
+        try:
+            self.quic.handle_timer(now=self.loop.time())
+            self.process_events()
+            self.transmit()
+        except Exception as exc:  # one broken connection must not take the worker down
+            self.internal_error(exc)
+
+    def internal_error(self, exc: BaseException) -> None:
+        """An unexpected failure while serving this connection: close it alone, log one line."""
+        logger.warning("HTTP/3 connection from %s failed: %r", self.peer_text(), exc)
+        if not self.terminated:
+            self.quic.close(error_code=ErrorCode.H3_INTERNAL_ERROR, reason_phrase="internal error")
+            self.transmit()
+            self.connection_terminated()
+
+    def transmit(self) -> None:
+        """Send what aioquic has queued (one batch) and re-arm the connection's timer."""
+        self.transmit_scheduled = False
+        if self.terminated:
+            return
+        datagrams = self.quic.datagrams_to_send(now=self.loop.time())
+        if datagrams:
+            self.send_datagrams(datagrams)
+        timer_at = self.quic.get_timer()
+        if timer_at != self.timer_at:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.loop.call_at(timer_at, self.on_timer) if timer_at is not None else None
+            self.timer_at = timer_at
+        if self.drain_waiters:
+            self.wake_drain_waiters()
+
+    def schedule_transmit(self) -> None:
+        """Coalesce the writes of one loop iteration into one batch of datagrams (GSO)."""
+        if not self.transmit_scheduled:
+            self.transmit_scheduled = True
+            self.loop.call_soon(self.safe_transmit)
+
+    def safe_transmit(self) -> None:
+        try:
+            self.transmit()
+        except Exception as exc:
+            self.internal_error(exc)
+
+    # -- QUIC and HTTP/3 events -----------------------------------------------------------------
+
+    def process_events(self) -> None:
+        quic = self.quic
+        while (event := quic.next_event()) is not None:
+            self.quic_event(event)
+
+    def quic_event(self, event: QuicEvent) -> None:
+        if isinstance(event, ProtocolNegotiated):
+            if event.alpn_protocol == "h3" and self.h3 is None:
+                self.h3 = RoadrunnerH3Connection(
+                    self.quic,
+                    self.config.h3_qpack_max_table_capacity,
+                    self.config.h3_qpack_blocked_streams,
+                    self.config.h3_max_field_section_size,
+                )
+            return
+        if isinstance(event, ConnectionIdIssued):
+            self.on_cid_issued(event.connection_id, self)
+            return
+        if isinstance(event, ConnectionIdRetired):
+            self.on_cid_retired(event.connection_id)
+            return
+        if isinstance(event, ConnectionTerminated):
+            self.connection_terminated()
+            return
+        h3 = self.h3
+        if h3 is None:
+            return
+        if isinstance(event, (StreamReset, StopSendingReceived)):
+            transport = self.streams.get(event.stream_id)
+            if transport is not None:
+                # RFC 9114 §4.1.1: the client cancelled this request; only this stream ends.
+                transport.closed = True
+                if transport.stream is not None:
+                    transport.stream.feed_disconnect()
+                self.release_drain(event.stream_id)
+                self.quic.release(event.stream_id)
+                if isinstance(event, StreamReset):
+                    h3.discarded.add(event.stream_id)
+        elif isinstance(event, StreamDataReceived) and event.stream_id in h3.discarded:
+            return
+        for h3_event in h3.handle_event(event):
+            self.h3_event(h3_event)
+
+    def h3_event(self, event: H3Event) -> None:
+        if isinstance(event, HeadersReceived):
+            transport = self.streams.get(event.stream_id)
+            if transport is None:
+                self.begin_request(event.stream_id, event.headers, event.stream_ended)
+            elif event.stream_ended:
+                # Request trailers (RFC 9114 §4.1): ASGI has no place for them; the body ends.
+                self.end_request(transport)
+        elif isinstance(event, DataReceived):
+            transport = self.streams.get(event.stream_id)
+            if transport is None or transport.stream is None:
+                return
+            if event.data:
+                self.quic.add_unconsumed(event.stream_id, len(event.data))
+                transport.stream.feed_body(event.data)
+            if event.stream_ended:
+                self.end_request(transport)
+        elif isinstance(event, StreamMalformed):
+            logger.warning(
+                "Invalid HTTP/3 request from %s: %s", self.peer_text(), escape_control(event.reason)
+            )
+            transport = self.streams.get(event.stream_id)
+            if transport is not None:
+                transport.closed = True
+                if transport.stream is not None:
+                    transport.stream.feed_disconnect()
+                self.quic.release(event.stream_id)
+            self.schedule_transmit()
+
+    def end_request(self, transport: H3StreamTransport) -> None:
+        transport.request_ended = True
+        if transport.stream is not None:
+            transport.stream.feed_end()
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def begin_request(self, stream_id: int, headers: Headers, ended: bool) -> None:
+        """A request head arrived: check the limits, build the scope, run the app."""
+        h3 = self.h3
+        assert h3 is not None
+        self.next_stream_id = max(self.next_stream_id, stream_id + 4)
+        if self.goaway_id is not None and stream_id >= self.goaway_id:
+            # RFC 9114 §5.2: requests past the GOAWAY id were not processed; the client retries.
+            h3.discard_stream(stream_id, ErrorCode.H3_REQUEST_REJECTED)
+            return
+        limit = self.config.limit_concurrency
+        if limit is not None and len(self.state.tasks) >= limit:
+            # RFC 9114 §4.1.1: H3_REQUEST_REJECTED tells the client it is safe to retry.
+            logger.warning("Exceeded concurrency limit.")
+            h3.discard_stream(stream_id, ErrorCode.H3_REQUEST_REJECTED)
+            return
+        transport = H3StreamTransport(self, stream_id)
+        transport.request_ended = ended
+        self.streams[stream_id] = transport
+        pseudo: dict[bytes, bytes] = {}
+        fields: Headers = []
+        size = 0
+        for name, value in headers:
+            # RFC 9114 §4.2.2: field section size is name + value + 32 per field.
+            size += len(name) + len(value) + 32
+            if name.startswith(b":"):
+                pseudo[name] = value
+            else:
+                fields.append((name, value))
+        if size > self.config.h3_max_field_section_size or len(fields) > self.config.limit_request_fields:
+            self.reject(transport, 431, "request header fields too large")
+            return
+        method = pseudo.get(b":method", b"")
+        if method == b"CONNECT":
+            self.reject(transport, 501, "CONNECT is not supported")
+            return
+        path_value = pseudo.get(b":path")
+        if not path_value or b":scheme" not in pseudo:
+            # RFC 9114 §4.3.1: non-CONNECT requests carry :scheme and :path.
+            h3.discard_stream(stream_id, ErrorCode.H3_MESSAGE_ERROR)
+            self.streams.pop(stream_id, None)
+            logger.warning("Invalid HTTP/3 request from %s: missing :scheme or :path", self.peer_text())
+            self.schedule_transmit()
+            return
+        if b"host" not in {name for name, _ in fields} and b":authority" in pseudo:
+            fields.insert(0, (b"host", pseudo[b":authority"]))
+        content_length = next((v for n, v in fields if n == b"content-length"), None)
+        limit_body = self.config.limit_request_body
+        if limit_body is not None and content_length is not None and int(content_length) > limit_body:
+            self.reject(transport, 413, "request body too large")
+            return
+        raw_path, _, query = path_value.partition(b"?")
+        path = raw_path.decode("latin-1")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        root_path = self.config.root_path
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": self.config.asgi_version, "spec_version": "2.5"},
+            "http_version": "3",
+            "server": self.server_address,
+            "client": self.client,
+            "scheme": pseudo.get(b":scheme", b"https").decode("ascii", "replace"),
+            "method": method.decode("ascii", "replace"),
+            "root_path": root_path,
+            "path": root_path + path,
+            "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
+            "query_string": query,
+            "headers": fields,
+            "state": self.app_state.copy(),
+            "extensions": {
+                "http.response.trailers": {},
+                "http.response.early_hint": {},
+                "http.response.pathsend": {},
+            },
+        }
+        stream = HTTPStream(scope, transport, self.state, self.access_log, more_body=not ended)
+        stream.wants_trailers = True  # RFC 9114 §4.1: trailers are always possible
+        transport.stream = stream
+        task = self.loop.create_task(stream.run(self.app))
+        stream.task = task
+        self.state.tasks.add(task)
+        task.add_done_callback(self.state.tasks.discard)
+        task.add_done_callback(lambda _task: self.stream_done(transport))
+        self.state.total_requests += 1
+
+    def reject(self, transport: H3StreamTransport, status: int, reason: str) -> None:
+        """Answer a request ourselves with an error status; the app never sees it."""
+        logger.warning("Invalid HTTP/3 request from %s: %s", self.peer_text(), reason)
+        body = ERROR_BODIES.get(status, b"Error")
+        transport.write_head(
+            status,
+            [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))],
+            False,
+        )
+        transport.write_body(body, True)
+        self.finish_stream(transport)
+
+    # -- stream commands (from H3StreamTransport) ------------------------------------------------
+
+    def send_headers(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
+        if self.h3 is not None and not self.terminated:
+            self.h3.send_headers(stream_id, headers, end_stream)
+            self.schedule_transmit()
+
+    def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        if self.h3 is not None and not self.terminated:
+            self.h3.send_data(stream_id, data, end_stream)
+            self.schedule_transmit()
+
+    def reset_stream(self, stream_id: int, error_code: int) -> None:
+        if self.h3 is not None and not self.terminated:
+            self.h3.discard_stream(stream_id, error_code)
+            self.quic.release(stream_id)
+            self.release_drain(stream_id)
+            self.schedule_transmit()
+
+    def body_consumed(self, stream_id: int, nbytes: int) -> None:
+        self.quic.consume(stream_id, nbytes)
+        self.schedule_transmit()  # may carry MAX_STREAM_DATA / MAX_DATA
+
+    async def drain(self, transport: H3StreamTransport) -> None:
+        """Wait while the stream holds more unacknowledged data than SEND_HIGH_WATER."""
+        while not transport.closed and not self.terminated and (
+            self.quic.send_buffered(transport.stream_id) > SEND_HIGH_WATER
+        ):
+            waiter = self.drain_waiters.get(transport.stream_id)
+            if waiter is None:
+                waiter = self.drain_waiters[transport.stream_id] = self.loop.create_future()
+            await waiter
+
+    def wake_drain_waiters(self) -> None:
+        for stream_id, waiter in list(self.drain_waiters.items()):
+            if self.quic.send_buffered(stream_id) <= SEND_HIGH_WATER // 2:
+                self.release_drain(stream_id)
+            elif waiter.done():
+                del self.drain_waiters[stream_id]
+
+    def release_drain(self, stream_id: int) -> None:
+        waiter = self.drain_waiters.pop(stream_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def response_complete(self, transport: H3StreamTransport) -> None:
+        self.state.requests_done += 1
+        self.finish_stream(transport)
+
+    def finish_stream(self, transport: H3StreamTransport) -> None:
+        """The response is complete: stop reading an unfinished request body (RFC 9114 §4.1)."""
+        if not transport.request_ended and self.h3 is not None and not self.terminated:
+            transport.request_ended = True
+            if transport.stream_id in self.quic._streams:
+                self.quic.stop_stream(transport.stream_id, ErrorCode.H3_NO_ERROR)
+            self.h3.discarded.add(transport.stream_id)
+            self.schedule_transmit()
+        self.quic.release(transport.stream_id)
+        if transport.stream is None or transport.stream.task is None or transport.stream.task.done():
+            self.stream_done(transport)
+
+    def stream_done(self, transport: H3StreamTransport) -> None:
+        """The stream's app task ended: forget the stream; close when draining and idle."""
+        if self.streams.get(transport.stream_id) is transport:
+            del self.streams[transport.stream_id]
+        self.quic.release(transport.stream_id)
+        self.release_drain(transport.stream_id)
+        if self.goaway_id is not None and not self.streams:
+            self.close("server shutdown")
+
+    # -- connection lifetime --------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: GOAWAY, finish the streams in flight, then close (RFC 9114 §5.2)."""
+        if self.closed or self.terminated:
+            return
+        if self.h3 is None:
+            self.close("server shutdown")
+            return
+        if self.goaway_id is None:
+            self.goaway_id = self.next_stream_id
+            self.h3.send_goaway(self.goaway_id)
+            self.schedule_transmit()
+        if not self.streams:
+            self.close("server shutdown")
+
+    def close(self, reason: str) -> None:
+        """Close with H3_NO_ERROR; the listener keeps routing its packets while it drains."""
+        if self.closed or self.terminated:
+            return
+        self.closed = True
+        self.quic.close(error_code=ErrorCode.H3_NO_ERROR, reason_phrase=reason)
+        self.transmit()
+        self.state.connections.discard(self)
+        self.on_closed(self)
+
+    @property
+    def transport(self) -> Http3Connection:
+        """The server aborts `connection.transport` after the graceful timeout: that is us."""
+        return self
+
+    def abort(self) -> None:
+        self.close("server shutdown timed out")
+        self.connection_terminated()
+
+    def connection_terminated(self) -> None:
+        """The QUIC connection is gone (closed, idle timeout, peer close): end every stream."""
+        if self.terminated:
+            return
+        self.terminated = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        for transport in list(self.streams.values()):
+            transport.closed = True
+            if transport.stream is not None:
+                transport.stream.feed_disconnect()
+        for stream_id in list(self.drain_waiters):
+            self.release_drain(stream_id)
+        self.state.connections.discard(self)
+        if not self.closed:
+            self.closed = True
+            self.on_closed(self)
+        self.on_terminated(self)
+
+    def peer_text(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "unknown peer"
