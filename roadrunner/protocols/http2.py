@@ -847,7 +847,7 @@ def upgrade_from_h1(h1: H1Connection, stream: HTTPStream) -> bool:
         return False
     try:
         # RFC 7540 §3.2.1: base64url without padding.
-        raw = base64.urlsafe_b64decode(settings[0] + b"=" * (-len(settings[0]) % 4))
+        raw = base64.b64decode(settings[0] + b"=" * (-len(settings[0]) % 4), b"-_", True)
     except (binascii.Error, ValueError):
         return False
     connection = Http2Connection(config, h1.state, h1.app_state, h1.loop)
