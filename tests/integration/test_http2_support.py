@@ -129,7 +129,7 @@ class RawH2:
                     return frame
             try:
                 chunk = self.sock.recv(65536)
-            except (TimeoutError, socket.timeout, ConnectionResetError, ssl.SSLError, OSError):
+            except (TimeoutError, ConnectionResetError, ssl.SSLError, OSError):
                 chunk = b""
             if not chunk:
                 self.closed = True
