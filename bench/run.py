@@ -50,7 +50,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="limit to these servers and/or scenarios (repeatable); "
                              f"servers: {', '.join(SERVERS)}; scenarios: {', '.join(SCENARIOS)}")
     parser.add_argument("--repeat", type=int, help="repetitions per measurement [3]")
-    parser.add_argument("--duration", type=float, help="measured seconds per run [8]")
+    parser.add_argument("--duration", type=float, help="measured seconds per run [6]")
     parser.add_argument("--warmup", type=float, help="unmeasured warm-up seconds per run [2]")
     parser.add_argument("--idle-connections", type=int,
                         help="connections for the idle scenario [the scenario's own, 5,000]")
@@ -60,7 +60,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     args.repeat = args.repeat or (1 if quick else 3)
-    args.duration = args.duration or (2.0 if quick else 8.0)
+    args.duration = args.duration or (2.0 if quick else 6.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if quick else 2.0)
     if args.idle_connections is None and quick:
         args.idle_connections = 1000

@@ -206,7 +206,7 @@ def test_quick_and_partial_runs_do_not_overwrite_the_docs() -> None:
     assert (args.repeat, args.duration, args.idle_connections) == (1, 2.0, 1000)
     assert args.output.name == "partial.md"
     full = run.parse_args([])
-    assert (full.repeat, full.duration) == (3, 8.0)
+    assert (full.repeat, full.duration) == (3, 6.0)
     assert full.output.parts[-2:] == ("docs", "benchmarks.md")
     assert run.parse_args(["--only", "hello"]).output.name == "partial.md"
 
