@@ -500,6 +500,7 @@ class Config:
                 logger.error("Error loading ASGI app factory: %s", exc)
                 raise AppImportError(f"Error loading ASGI app factory: {exc}") from exc
         elif not callable(self.loaded_app) and isinstance(self.app, str):
+            logger.error("Error loading ASGI app. Attribute %r is not callable.", self.app)
             raise AppImportError(f'Attribute "{self.app}" is not callable.')
         if self.interface == "auto":
             self.interface = "asgi3" if _is_asgi3(self.loaded_app) else "asgi2"

@@ -16,7 +16,7 @@ from collections.abc import Callable, Generator, Sequence
 from email.utils import formatdate
 from typing import Any, Protocol
 
-from roadrunner.config import Config, ConfigError
+from roadrunner.config import AppImportError, Config, ConfigError
 from roadrunner.lifespan import lifespan_for
 
 logger = logging.getLogger("roadrunner.error")
@@ -75,7 +75,8 @@ class Server:
             try:
                 config.load()
             except Exception as exc:
-                logger.error("%s", exc)
+                if not isinstance(exc, AppImportError):  # Config.load() already logged it
+                    logger.error("%s", exc)
                 sys.exit(STARTUP_FAILURE)
         self.lifespan = lifespan_for(config)
         message = "Started server process [%d]"

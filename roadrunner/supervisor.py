@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from roadrunner.config import Config, ConfigError
 from roadrunner.server import STARTUP_FAILURE
-from roadrunner.worker import MSG_DRAINING, MSG_READY, reopen_log_files, run_worker
+from roadrunner.worker import MSG_READY, MSG_RECYCLE, reopen_log_files, run_worker
 
 if TYPE_CHECKING:
     from roadrunner.reload import FileWatcher
@@ -92,6 +92,7 @@ class WorkerProcess:
     last_beat: float
     ready: bool = False
     stopping: bool = False  # the master asked it to stop (SIGTERM); not replaced as a crash
+    recycling: bool = False  # asked to be replaced; stopped once another worker is ready
     kill_at: float | None = None
 
 
@@ -244,7 +245,7 @@ class Supervisor:
     # -- worker lifecycle ------------------------------------------------------------------------
 
     def active(self) -> list[WorkerProcess]:
-        return [w for w in self.workers.values() if not w.stopping]
+        return [w for w in self.workers.values() if not (w.stopping or w.recycling)]
 
     def maintain(self) -> None:
         """Keep `target` workers: spawn the missing, stop the extra, advance a rolling restart."""
@@ -308,15 +309,20 @@ class Supervisor:
         if not data:
             return
         worker.last_beat = time.monotonic()
-        if MSG_DRAINING in data and not worker.stopping:
-            logger.info("Worker [%d] is recycling itself; starting its replacement.", worker.pid)
-            self.stop(worker, signal_it=False)
+        if MSG_RECYCLE in data and not (worker.stopping or worker.recycling):
+            # Not active any more: maintain() starts its replacement.
+            logger.info("Worker [%d] asks to be recycled; starting its replacement.", worker.pid)
+            worker.recycling = True
         if MSG_READY in data and not worker.ready:
             worker.ready = True
             self.booted = True
             self.reload_paused = False
             logger.info("Worker [%d] ready (%d of %d).", worker.pid,
-                        sum(w.ready and not w.stopping for w in self.workers.values()), self.target)
+                        sum(w.ready for w in self.active()), self.target)
+            # A new worker accepts: one worker waiting to be recycled may now drain.
+            waiting = [w for w in self.workers.values() if w.recycling and not w.stopping]
+            if waiting:
+                self.stop(min(waiting, key=lambda w: w.started_at))
 
     def signal(self, worker: WorkerProcess, sig: int) -> None:
         try:
@@ -324,7 +330,7 @@ class Supervisor:
         except ProcessLookupError:  # pragma: no cover - already gone; reaped next
             pass
 
-    def stop(self, worker: WorkerProcess, signal_it: bool = True) -> None:
+    def stop(self, worker: WorkerProcess) -> None:
         """Ask a worker to drain (SIGTERM); SIGKILL it if it outlives the graceful timeout."""
         if worker.stopping:
             return
@@ -332,8 +338,7 @@ class Supervisor:
         timeout = self.config.timeout_graceful_shutdown
         if timeout is not None:
             worker.kill_at = time.monotonic() + timeout + KILL_GRACE
-        if signal_it:
-            self.signal(worker, signal.SIGTERM)
+        self.signal(worker, signal.SIGTERM)
 
     def kill(self, worker: WorkerProcess) -> None:
         worker.stopping = True

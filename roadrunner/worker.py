@@ -20,7 +20,7 @@ logger = logging.getLogger("roadrunner.error")
 # One byte per message on the worker -> master pipe.
 MSG_READY = b"R"  # listeners are open: this worker accepts connections
 MSG_BEAT = b"H"  # heartbeat, written from the event loop
-MSG_DRAINING = b"D"  # the worker stopped accepting on its own (max requests, memory) and drains
+MSG_RECYCLE = b"C"  # max requests / memory reached: replace me, then send SIGTERM
 
 TICKS_PER_SECOND = 10  # Server.main_loop ticks every 0.1 s
 
@@ -64,6 +64,7 @@ class WorkerServer(Server):
         interval = min(1.0, config.timeout_worker_healthcheck / 3)
         self.beat_every = max(1, int(interval * TICKS_PER_SECOND))
         self.reopen_logs = False
+        self.recycle_requested = False
 
     def send(self, message: bytes) -> None:
         try:
@@ -80,8 +81,6 @@ class WorkerServer(Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Drain; the loop keeps beating meanwhile so the master can tell draining from hung."""
-        if not self.should_exit:
-            self.send(MSG_DRAINING)  # recycling itself: the master starts a replacement now
         beating = asyncio.create_task(self.beat_while_draining())
         try:
             await super().shutdown(sockets=sockets)
@@ -97,6 +96,16 @@ class WorkerServer(Server):
 
     async def on_tick(self, counter: int) -> bool:
         should_exit = await super().on_tick(counter)
+        if counter % TICKS_PER_SECOND == 0 and self.over_memory_limit():
+            should_exit = True
+        if should_exit and not self.should_exit:
+            # Max requests or memory: keep accepting until the master has a replacement
+            # accepting and sends SIGTERM, so the listening socket never goes missing.
+            if not self.recycle_requested:
+                self.recycle_requested = True
+                self.max_requests = None
+                self.send(MSG_RECYCLE)
+            should_exit = False
         if self.reopen_logs:
             self.reopen_logs = False
             reopen_log_files()
@@ -107,13 +116,11 @@ class WorkerServer(Server):
                 logger.error("Master process is gone; worker [%d] exits.", os.getpid())
                 self.should_exit = True
                 return True
-        if counter % TICKS_PER_SECOND == 0 and self.over_memory_limit():
-            return True
         return should_exit
 
     def over_memory_limit(self) -> bool:
         limit = self.config.limit_worker_memory
-        if not limit:
+        if not limit or self.recycle_requested:
             return False
         used = rss_megabytes()
         if used <= limit:

@@ -1,0 +1,235 @@
+"""The process model over real processes: `python -m roadrunner --workers N`, real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.process_helpers import (
+    LoadResult,
+    get_pid,
+    pid_alive,
+    ready_pids,
+    roadrunner,
+    run_load,
+    write_app,
+)
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process model")
+
+READY = r"Worker \[(\d+)\] ready \({n} of {n}\)"
+
+
+def test_fairness_across_reuseport_workers(tmp_path: Path) -> None:
+    app = write_app(tmp_path)
+    with roadrunner(app, "--workers", "4", "--no-access-log", cwd=tmp_path) as master:
+        master.wait_for(READY.format(n=4))
+        assert "SO_REUSEPORT socket per worker" in master.output
+        workers = set(ready_pids(master))
+        result = asyncio.run(run_load(master.port, 64, until=lambda r: r.total >= 4000))
+    assert not result.failures, result.failures[:5]
+    assert set(result.by_pid) == workers
+    for pid, served in result.by_pid.items():
+        # Every worker gets a fair part of the connections the kernel spreads over the group.
+        assert served >= 0.15 * result.total, (pid, dict(result.by_pid))
+
+
+def test_killed_worker_is_replaced_and_others_keep_serving(tmp_path: Path) -> None:
+    app = write_app(tmp_path)
+    with roadrunner(app, "--workers", "2", "--no-access-log", cwd=tmp_path) as master:
+        master.wait_for(READY.format(n=2))
+        victim, survivor = ready_pids(master)
+        state: dict[str, float] = {}
+
+        def during(result: LoadResult) -> None:
+            if "killed" not in state and result.total >= 300:
+                state["served_before"] = result.by_pid[survivor]
+                os.kill(victim, signal.SIGKILL)
+                state["killed"] = time.monotonic()
+            elif "killed" in state and "replaced" not in state:
+                if len(ready_pids(master)) == 3:
+                    state["replaced"] = time.monotonic()
+
+        result = asyncio.run(run_load(
+            master.port, 16, during=during,
+            until=lambda r: "replaced" in state and r.total >= 1500,
+        ))
+        master.wait_for(rf"Worker \[{victim}\] died \(signal SIGKILL\); respawning")
+        replacement = ready_pids(master)[-1]
+    assert state["replaced"] - state["killed"] < 2.0
+    # Only requests in flight on the killed worker failed (connection reset), none elsewhere.
+    assert set(result.failed_on) <= {victim}, list(zip(result.failures, result.failed_on))[:5]
+    assert all("Connection reset" in failure for failure in result.failures), result.failures[:5]
+    # Requests on the surviving worker went on; the replacement took its share.
+    assert result.by_pid[survivor] > state["served_before"]
+    assert result.by_pid[replacement] > 0
+
+
+def test_sighup_rolling_restart_under_load_loses_nothing(tmp_path: Path) -> None:
+    app = write_app(tmp_path)
+    with roadrunner(app, "--workers", "2", "--no-access-log", cwd=tmp_path) as master:
+        master.wait_for(READY.format(n=2))
+        old = set(ready_pids(master))
+        state: dict[str, int] = {}
+
+        def during(result: LoadResult) -> None:
+            if "hup" not in state and result.total >= 300:
+                master.signal(signal.SIGHUP)
+                state["hup"] = result.total
+            elif "hup" in state and "done" not in state and master.count("Rolling restart complete"):
+                state["done"] = len(result.timeline)
+
+        result = asyncio.run(run_load(
+            master.port, 16, during=during,
+            until=lambda r: "done" in state and len(r.timeline) >= state["done"] + 500,
+        ))
+        new = set(ready_pids(master)) - old
+    assert not result.failures, result.failures[:5]
+    assert len(new) == 2
+    assert not any(pid_alive(pid) for pid in old)
+    # After the restart only new workers answer.
+    assert set(result.timeline[state["done"]:]) <= new
+
+
+def test_max_requests_recycles_workers_without_failures(tmp_path: Path) -> None:
+    app = write_app(tmp_path)
+    args = ["--workers", "2", "--no-access-log",
+            "--limit-max-requests", "200", "--limit-max-requests-jitter", "50"]
+    with roadrunner(app, *args, cwd=tmp_path) as master:
+        master.wait_for(READY.format(n=2))
+        result = asyncio.run(run_load(master.port, 16, until=lambda r: len(r.by_pid) >= 6))
+        master.wait_for(r"Worker \[\d+\] asks to be recycled", count=4)
+    assert not result.failures, result.failures[:5]
+
+
+def test_sigterm_drains_in_flight_request_then_exits_zero(tmp_path: Path) -> None:
+    app = write_app(tmp_path)
+    args = ["--workers", "2", "--timeout-graceful-shutdown", "10"]
+    with roadrunner(app, *args, cwd=tmp_path) as master:
+        master.wait_for(READY.format(n=2))
+        port = master.port
+        outcome: dict[str, object] = {}
+
+        def slow_request() -> None:
+            try:
+                outcome["pid"] = get_pid(port, "/slow?1.5", timeout=10)
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                outcome["error"] = exc
+
+        client = threading.Thread(target=slow_request)
+        client.start()
+        master.wait_for(r"slow-started")
+        sent = time.monotonic()
+        master.signal(signal.SIGTERM)
+        refused = False
+        while client.is_alive() and not refused:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except ConnectionRefusedError:
+                refused = True
+            time.sleep(0.02)
+        client.join(10)
+        code = master.wait(timeout=10)
+        took = time.monotonic() - sent
+    assert "error" not in outcome, outcome
+    assert isinstance(outcome["pid"], int)
+    assert refused, "new connections were still accepted during the drain"
+    assert code == 0
+    assert took < 10
+    assert master.count(r"Received SIGTERM: shutting down") == 1
+
+
+def test_import_error_stops_the_tree_with_exit_3(tmp_path: Path) -> None:
+    with roadrunner("missing_module:app", "--workers", "3", cwd=tmp_path) as master:
+        code = master.wait()
+    assert code == 3
+    assert master.count(r'Could not import module "missing_module"') == 1
+    assert master.count(r"failed to boot; stopping all workers") == 1
+    assert master.count(r"Started server process") <= 1
+
+
+def test_lifespan_startup_failure_stops_the_tree_with_exit_3(tmp_path: Path) -> None:
+    app = write_app(tmp_path)
+    env = {"FAIL_STARTUP": "1"}
+    with roadrunner(app, "--workers", "2", "--lifespan", "on", cwd=tmp_path, env=env) as master:
+        code = master.wait()
+    assert code == 3
+    assert master.count("startup refused") == 1
+    assert master.count(r"failed to boot; stopping all workers") == 1
+
+
+def test_blocked_worker_is_killed_by_the_healthcheck(tmp_path: Path) -> None:
+    app = write_app(tmp_path)
+    args = ["--workers", "2", "--timeout-worker-healthcheck", "1"]
+    with roadrunner(app, *args, cwd=tmp_path) as master:
+        master.wait_for(READY.format(n=2))
+        blocker = socket.create_connection(("127.0.0.1", master.port))
+        blocker.sendall(b"GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
+        match = master.wait_for(r"Worker \[(\d+)\] sent no heartbeat", timeout=10)[0]
+        hung = int(match.group(1))
+        master.wait_for(r"Worker \[\d+\] ready", count=3)
+        blocker.close()
+        assert not pid_alive(hung) or master.count(rf"Worker \[{hung}\] died") == 1
+        assert get_pid(master.port) != hung
+
+
+def test_ttin_adds_and_ttou_removes_a_worker(tmp_path: Path) -> None:
+    app = write_app(tmp_path)
+    with roadrunner(app, "--workers", "2", cwd=tmp_path) as master:
+        master.wait_for(READY.format(n=2))
+        master.signal(signal.SIGTTIN)
+        master.wait_for(READY.format(n=3))
+        youngest = ready_pids(master)[-1]
+        master.signal(signal.SIGTTOU)
+        master.wait_for(rf"Worker \[{youngest}\] stopped \(exit code 0\)")
+        master.signal(signal.SIGTERM)
+        assert master.wait() == 0
+    assert master.count(r"SIGTTOU: workers 3 -> 2") == 1
+
+
+def test_usr1_reopens_log_files_and_pid_file(tmp_path: Path) -> None:
+    app = write_app(tmp_path)
+    log_file = tmp_path / "access.log"
+    pid_file = tmp_path / "master.pid"
+    log_config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"access": {"()": "roadrunner.logging.AccessFormatter",
+                                  "fmt": "%(client_addr)s %(request_line)s %(status_code)s"}},
+        "handlers": {
+            "access": {"class": "logging.FileHandler", "filename": str(log_file),
+                       "formatter": "access"},
+            "default": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"},
+        },
+        "loggers": {
+            "roadrunner": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "roadrunner.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+        },
+    }
+    (tmp_path / "log.json").write_text(json.dumps(log_config))
+    args = ["--workers", "2", "--log-config", "log.json", "--pid", str(pid_file)]
+    with roadrunner(app, *args, cwd=tmp_path) as master:
+        master.wait_for(READY.format(n=2))
+        assert int(pid_file.read_text()) == master.proc.pid
+        get_pid(master.port)
+        rotated = tmp_path / "access.log.1"
+        log_file.rename(rotated)  # what logrotate does, then it sends SIGUSR1
+        master.signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while not (log_file.exists() and "GET /after" in log_file.read_text()):
+            assert time.monotonic() < deadline, "the access log was not reopened"
+            get_pid(master.port, "/after")
+            time.sleep(0.05)
+        master.signal(signal.SIGTERM)
+        assert master.wait() == 0
+    assert "GET / " in rotated.read_text()
+    assert not pid_file.exists()
