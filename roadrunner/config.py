@@ -389,7 +389,7 @@ class Config:
             if number <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {number}.")
         for name in ("limit_concurrency", "limit_concurrency_soft", "limit_request_body",
-                     "limit_max_requests"):
+                     "limit_max_requests", "retry_after"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {value}.")

@@ -1,0 +1,151 @@
+"""Load shedding on HTTP/1.1: the soft threshold (503 + Retry-After) and the hard limit.
+
+Requests are held in flight without sleeps: the app starts its response, then waits for the
+request body, which the test sends only when it wants the request to finish.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from roadrunner.cli import main
+from roadrunner.config import Config, ConfigError
+from tests.helpers import raw_request, run_server, status_of
+
+GET = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+HELD = b"POST /held HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n"
+
+
+async def holding_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Plain requests answer at once; POST /held stays in flight until its body arrives."""
+    if scope["path"] != "/held":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"started", "more_body": True})
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await send({"type": "http.response.body", "body": b" done:" + body})
+
+
+def read_until(sock: socket.socket, marker: bytes) -> bytes:
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before {marker!r}: {data!r}"
+        data += chunk
+    return data
+
+
+@contextlib.contextmanager
+def held_requests(port: int, count: int) -> Iterator[list[socket.socket]]:
+    """count requests in flight on their own connections; finished (and checked) on exit."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sockets.append(sock)
+            sock.sendall(HELD)
+            read_until(sock, b"started")  # the app is running this request now
+        yield sockets
+        for sock in sockets:
+            sock.sendall(b"body")
+            assert b"done:body" in read_until(sock, b"0\r\n\r\n")
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def header_value(response: bytes, name: bytes) -> bytes | None:
+    head = response.partition(b"\r\n\r\n")[0]
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_soft_threshold_sheds_with_retry_after(http: str) -> None:
+    with run_server(holding_app, http=http, limit_concurrency_soft=2, retry_after=7) as server:
+        assert status_of(raw_request(server.port, GET)) == 200  # under the threshold
+        with held_requests(server.port, 2):
+            response = raw_request(server.port, GET)
+            assert status_of(response) == 503
+            assert header_value(response, b"retry-after") == b"7"
+            assert header_value(response, b"connection") == b"close"
+            assert response.endswith(b"Service Unavailable")
+            head = raw_request(server.port, GET.replace(b"GET", b"HEAD"))
+            assert status_of(head) == 503 and head.endswith(b"\r\n\r\n")  # no body to HEAD
+        # Load gone: served again.
+        assert status_of(raw_request(server.port, GET)) == 200
+
+
+def test_soft_threshold_comes_before_the_hard_limit() -> None:
+    with run_server(holding_app, limit_concurrency_soft=1, limit_concurrency=10) as server:
+        with held_requests(server.port, 1):
+            response = raw_request(server.port, GET)
+            assert status_of(response) == 503
+            assert header_value(response, b"retry-after") == b"1"  # the default
+
+
+def test_soft_threshold_zero_sheds_everything() -> None:
+    with run_server(holding_app, limit_concurrency_soft=0) as server:
+        assert status_of(raw_request(server.port, GET)) == 503
+
+
+def test_hard_limit_counts_in_flight_requests() -> None:
+    with run_server(holding_app, limit_concurrency=2) as server:
+        with held_requests(server.port, 2):
+            response = raw_request(server.port, GET)
+            assert status_of(response) == 503
+            assert header_value(response, b"retry-after") == b"1"
+        assert status_of(raw_request(server.port, GET)) == 200
+
+
+def test_hard_limit_counts_open_connections() -> None:
+    with run_server(holding_app, limit_concurrency=2) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as idle:
+            # One idle keep-alive connection plus this one: at the limit, still served.
+            assert status_of(raw_request(server.port, GET)) == 200
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5):
+                # Three connections open: over the limit, refused though no request is running.
+                response = raw_request(server.port, GET)
+                assert status_of(response) == 503
+                assert header_value(response, b"retry-after") == b"1"
+            # Back to two connections: served.
+            idle.sendall(GET)
+            assert status_of(read_until(idle, b"\r\n\r\n")) == 200
+
+
+def test_keep_alive_connection_shed_then_closed() -> None:
+    with run_server(holding_app, limit_concurrency_soft=1) as server:
+        with held_requests(server.port, 1):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+                sock.sendall(GET.replace(b"Connection: close\r\n", b""))
+                data = b""
+                while chunk := sock.recv(65536):
+                    data += chunk
+        assert status_of(data) == 503
+        assert data.count(b"HTTP/1.1") == 1  # the server closed after the 503
+
+
+def test_retry_after_is_validated_and_a_cli_flag() -> None:
+    with pytest.raises(ConfigError, match="retry-after"):
+        Config("tests.helpers:run_server", retry_after=-1)
+    result = CliRunner().invoke(main, ["x:app", "--retry-after", "-3"])
+    assert result.exit_code == 2 and "--retry-after" in result.output
+    assert "--retry-after" in CliRunner().invoke(main, ["--help"]).output
