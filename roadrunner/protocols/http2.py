@@ -182,7 +182,11 @@ def new_h2_state(config: Config) -> ServerH2Connection:
     )
     table = config.h2_max_header_table_size
     conn.incoming_buffer = CappedFrameBuffer(config.h2_max_header_block_size)
-    conn.decoder = CappedDecoder(config.h2_max_header_list_size * HEADER_BOMB_FACTOR, table)
+    # RFC 7541 §4.2: the client may use the default 4096-byte table until it has seen our
+    # SETTINGS; the smaller cap applies from its SETTINGS ACK (see on_settings_acked).
+    conn.decoder = CappedDecoder(
+        config.h2_max_header_list_size * HEADER_BOMB_FACTOR, max(table, 4096)
+    )
     conn.encoder = CappedEncoder(table)
     conn.local_settings.update(
         {
@@ -443,6 +447,8 @@ class Http2Connection(asyncio.Protocol):
                     self.calm("ping_flood", "PING flood")
             elif kind is ev.ConnectionTerminated:
                 self.on_goaway_received()
+            elif kind is ev.SettingsAcknowledged:
+                self.h2.decoder.max_allowed_table_size = self.config.h2_max_header_table_size
         self.flush()
 
     def take_upgrade_body(self, data: bytes) -> bytes:
