@@ -284,3 +284,68 @@ def test_tls_request_sent_with_the_client_finished(
                     break
                 response += chunk
     assert body_json(response)["client"] == ["198.51.100.30", 4321]
+
+
+# -- every protocol reads the addresses from the same transport ----------------------------------
+
+
+async def whoami_everywhere(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """whoami for HTTP; for WebSocket, accept and send the same JSON as one text message."""
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": json.dumps(
+            {"client": scope["client"], "server": scope["server"], "scheme": scope["scheme"]})})
+        await send({"type": "websocket.close", "code": 1000})
+        return
+    await whoami(scope, receive, send)
+
+
+def test_websocket_sees_the_proxied_client() -> None:
+    from websockets.sync.client import connect
+
+    header = build_v1(("203.0.113.50", 40001), ("198.51.100.1", 80))
+    with run_server(whoami_everywhere, proxy_protocol="v1") as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        sock.sendall(header)
+        with connect(f"ws://127.0.0.1:{server.port}/", sock=sock) as websocket:
+            seen = json.loads(websocket.recv(timeout=5))
+    assert seen["client"] == ["203.0.113.50", 40001]
+    assert seen["server"] == ["198.51.100.1", 80]
+
+
+def test_http2_over_tls_sees_the_proxied_client(tls_files: dict[str, str]) -> None:
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    context = ssl.create_default_context(cafile=tls_files["cafile"])
+    context.set_alpn_protocols(["h2"])
+    header = build_v2(("2001:db8::99", 5555), ("2001:db8::1", 443))
+    with run_server(
+        whoami_everywhere, proxy_protocol="v2",
+        ssl_certfile=tls_files["certfile"], ssl_keyfile=tls_files["keyfile"],
+    ) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+            raw.sendall(header)
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                assert tls.selected_alpn_protocol() == "h2"
+                conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+                conn.initiate_connection()
+                conn.send_headers(1, [(":method", "GET"), (":path", "/"), (":scheme", "https"),
+                                      (":authority", "127.0.0.1")], end_stream=True)
+                tls.sendall(conn.data_to_send())
+                body, ended = b"", False
+                while not ended:
+                    data = tls.recv(65536)
+                    assert data, "server closed the h2 connection"
+                    for event in conn.receive_data(data):
+                        if isinstance(event, h2.events.DataReceived):
+                            body += event.data
+                            conn.acknowledge_received_data(len(event.data), event.stream_id)
+                        elif isinstance(event, h2.events.StreamEnded):
+                            ended = True
+                    tls.sendall(conn.data_to_send())
+    seen = json.loads(body)
+    assert seen == {"client": ["2001:db8::99", 5555], "server": ["2001:db8::1", 443],
+                    "scheme": "https"}

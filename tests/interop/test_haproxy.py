@@ -144,19 +144,23 @@ def test_haproxy_auto_mode_accepts_both_versions(tmp_path: Path) -> None:
     assert seen["v1"]["server"][1] != seen["v2"]["server"][1]
 
 
+@pytest.mark.parametrize("http2", [False, True], ids=["h1", "h2"])
 def test_haproxy_tls_passthrough(
-    tmp_path: Path, tls_files: dict[str, str], client_ssl_context: ssl.SSLContext
+    http2: bool, tmp_path: Path, tls_files: dict[str, str], client_ssl_context: ssl.SSLContext
 ) -> None:
-    """TLS through haproxy in TCP mode: the PROXY header precedes the ClientHello."""
+    """TLS through haproxy in TCP mode: the PROXY header precedes the ClientHello (and ALPN)."""
     with run_server(
         whoami, proxy_protocol="v2",
         ssl_certfile=tls_files["certfile"], ssl_keyfile=tls_files["keyfile"],
     ) as server:
         with haproxy(server.port, tmp_path) as ports:
-            transport = httpx.HTTPTransport(local_address=CLIENT_ADDRESS, verify=client_ssl_context)
+            transport = httpx.HTTPTransport(
+                local_address=CLIENT_ADDRESS, verify=client_ssl_context, http2=http2
+            )
             with httpx.Client(transport=transport) as client:
                 response = client.get(f"https://127.0.0.1:{ports['v2']}/")
     assert response.status_code == 200
+    assert response.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
     seen = response.json()
     assert seen["client"][0] == CLIENT_ADDRESS
     assert seen["scheme"] == "https"
