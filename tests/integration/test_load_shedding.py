@@ -149,3 +149,35 @@ def test_retry_after_is_validated_and_a_cli_flag() -> None:
     result = CliRunner().invoke(main, ["x:app", "--retry-after", "-3"])
     assert result.exit_code == 2 and "--retry-after" in result.output
     assert "--retry-after" in CliRunner().invoke(main, ["--help"]).output
+
+
+def test_cli_flags_reach_the_server() -> None:
+    """`roadrunner --limit-concurrency-soft 0 --retry-after 5 --proxy-protocol v1` end to end."""
+    import re
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable, "-m", "roadrunner", "tests.integration.test_load_shedding:holding_app",
+        "--port", "0", "--lifespan", "off", "--limit-concurrency-soft", "0",
+        "--retry-after", "5", "--proxy-protocol", "v1",
+    ]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        port = None
+        for line in process.stderr:
+            match = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
+            if match:
+                port = int(match.group(1))
+                break
+        assert port is not None, "the server did not start"
+        response = raw_request(port, b"PROXY TCP4 192.0.2.1 192.0.2.2 1 2\r\n" + GET)
+        assert status_of(response) == 503
+        assert header_value(response, b"retry-after") == b"5"
+        assert raw_request(port, GET) == b""  # no PROXY header: closed, not parsed as HTTP
+    finally:
+        process.terminate()
+        process.wait(10)
+        if process.stderr is not None:
+            process.stderr.close()
