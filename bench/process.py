@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
 from bench.http1 import fetch
+from bench.procstat import all_stats, tree_of
 from bench.scenarios import Request
 from bench.servers import Launch, ServerSpec
 
@@ -28,8 +31,9 @@ class ServerProcess:
     """A server subprocess under `taskset -c CPU`, in its own session so it can be stopped whole."""
 
     def __init__(self, spec: ServerSpec, launch: Launch, cpu: int, log_path: Path,
-                 cwd: Path) -> None:
+                 cwd: Path, wrapper: Sequence[str] = ()) -> None:
         self.spec = spec
+        self.wrapper = list(wrapper)  # e.g. a profiler that runs the server as its child
         self.launch = launch
         self.cpu = cpu
         self.log_path = log_path
@@ -38,11 +42,21 @@ class ServerProcess:
 
     @property
     def pid(self) -> int:
+        """The root of the process tree this object started (the wrapper, if any)."""
         assert self.process is not None
         return self.process.pid
 
+    def server_pid(self) -> int:
+        """The server itself: the root, or the wrapper's child process."""
+        if not self.wrapper:
+            return self.pid
+        for stat in tree_of(self.pid, all_stats()):
+            if stat.ppid == self.pid:
+                return stat.pid
+        raise RuntimeError(f"{self.wrapper[0]} has no child process")
+
     def start(self, timeout: float = 30.0) -> None:
-        argv = ["taskset", "-c", str(self.cpu), *self.spec.argv(self.launch)]
+        argv = [*self.wrapper, "taskset", "-c", str(self.cpu), *self.spec.argv(self.launch)]
         env = dict(os.environ, PYTHONPATH=str(self.cwd), PYTHONWARNINGS="ignore")
         with self.log_path.open("wb") as log:
             # taskset execs the server, so the child's pid is the server's (root of its tree).
@@ -71,7 +85,12 @@ class ServerProcess:
         process = self.process
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGTERM)
+        if self.wrapper:
+            # Stop the server, not the wrapper, so a profiler can write what it recorded.
+            with contextlib.suppress(RuntimeError, ProcessLookupError):
+                os.kill(self.server_pid(), signal.SIGTERM)
+        else:
+            process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -265,3 +265,22 @@ def test_bench_app_routes() -> None:
     assert len(_call({"path": "/large", "headers": []})[1]) == 1024 * 1024
     assert _call({"path": "/json", "headers": []})[1].startswith(b'{"message"')
     assert _call({"path": "/missing", "headers": []})[0] == 404
+
+
+# -- the profiler's aggregation ------------------------------------------------------------------
+
+
+def test_profile_aggregate_counts_own_time_by_function_and_file() -> None:
+    from bench.profile import aggregate, format_top
+
+    lines = [
+        "run (a/main.py:5);write (a/http1.py:499) 30",
+        "run (a/main.py:5);parse (a/http1.py:10);send (a/stream.py:7) 10",
+        "run (a/main.py:5) 10",
+        "not a sample line",
+    ]
+    functions, files, total = aggregate(lines)
+    assert total == 50
+    assert functions["write (a/http1.py:499)"] == 30
+    assert files == {"a/http1.py": 30, "a/stream.py": 10, "a/main.py": 10}
+    assert format_top(functions, total, 1) == [" 60.0%  write (a/http1.py:499)"]
