@@ -258,10 +258,16 @@ class QuicListener(asyncio.DatagramProtocol):
             connection = self.accept(header, addr)
             if connection is None:
                 return
+            fresh = True
+        else:
+            fresh = False
         try:
             connection.datagram_received(data, addr)
         except Exception as exc:
             connection.internal_error(exc)
+        if fresh and connection.quic._peer_cid.sequence_number is None:
+            # Not one packet of this "Initial" decrypted (garbage or spoofed): keep no state.
+            connection.connection_terminated()
 
     def accept(self, header: Any, addr: NetworkAddress) -> Http3Connection | None:
         """A new client Initial: refuse, ask for address validation (Retry), or connect."""
