@@ -275,6 +275,7 @@ class WebSocketStream:
         self.ping_handle: asyncio.TimerHandle | None = None
         self.ping_payload: bytes | None = None
         self.close_handle: asyncio.TimerHandle | None = None
+        self.failure_code: int | None = None  # a protocol violation waiting for the queue to drain
         self.task: asyncio.Task[None] | None = None
 
     # -- events from the connection ------------------------------------------------------------------
@@ -355,9 +356,14 @@ class WebSocketStream:
                 "WebSocket protocol error from %s: %s",
                 format_client(self.scope.get("client")), event.reason,
             )
-            self.write_close(event.code, "")
-            self.transport.close()
-            self.finish(event.code, "")
+            self.failure_code = int(event.code)
+            if self.queue:
+                # Messages that arrived intact before the violation are still the app's to
+                # answer; fail once it asks for more (or after close_timeout at the latest).
+                self.transport.pause_reading()
+                self.close_handle = self.loop.call_later(self.close_timeout, self.fail_now)
+            else:
+                self.fail_now()
             return
         if conn.state is ConnectionState.REMOTE_CLOSING:
             # RFC 6455 §5.5.1: answer a Close with a Close, echoing the status code.
@@ -365,6 +371,15 @@ class WebSocketStream:
         # RFC 6455 §7.1.1: once the handshake is done, the server closes the TCP connection.
         self.transport.close()
         self.finish(int(event.code), event.reason or "")
+
+    def fail_now(self) -> None:
+        """Fail the connection after a protocol violation: Close with its code, then drop."""
+        code, self.failure_code = self.failure_code, None
+        if code is None or self.phase is Phase.CLOSED:
+            return
+        self.write_close(code, "")
+        self.transport.close()
+        self.finish(code, "")
 
     def write_close(self, code: int, reason: str) -> None:
         conn = self.conn
@@ -480,6 +495,8 @@ class WebSocketStream:
         if not self.connect_delivered:
             self.connect_delivered = True
             return {"type": "websocket.connect"}
+        if not self.queue and self.failure_code is not None:
+            self.fail_now()
         while not self.queue and self.phase is not Phase.CLOSED:
             self.event.clear()
             await self.event.wait()
