@@ -31,7 +31,14 @@ from h2.exceptions import (
 from h2.frame_buffer import CONTINUATION_BACKLOG, FrameBuffer
 from h2.settings import SettingCodes
 from hpack import Decoder, Encoder, HPACKError
-from hyperframe.frame import ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    WindowUpdateFrame,
+)
 
 from roadrunner.asgi.stream import HTTPStream
 
@@ -80,6 +87,21 @@ class CappedFrameBuffer(FrameBuffer):
                 raise HeaderBlockTooLarge("header block exceeds the limit")
         return super()._update_header_buffer(f)
 
+    def __next__(self) -> Frame:
+        data = self._data
+        if len(data) >= 9 and data[3] == 0x4 and data[4] & 0x1 and (data[0] or data[1] or data[2]):
+            # RFC 9113 §6.5: a SETTINGS ACK with a payload is a FRAME_SIZE_ERROR.
+            raise FrameTooLargeError("SETTINGS ACK with a payload")
+        if len(data) >= 13 and data[3] == 0x8 and data[2] == 4 and data[5:9] != b"\0\0\0\0" and (
+            data[9:13] == b"\0\0\0\0"
+        ):
+            # RFC 9113 §6.9: a zero increment on a stream is a stream error, which hyperframe
+            # cannot express: hand it on unvalidated for ServerH2Connection to reset.
+            frame = WindowUpdateFrame(int.from_bytes(data[5:9], "big") & 0x7FFFFFFF)
+            del data[:13]
+            return frame
+        return super().__next__()
+
 
 class CappedDecoder(Decoder):
     """An HPACK decoder whose header list cap is ours, not the value h2 copies from SETTINGS."""
@@ -126,6 +148,17 @@ class ServerH2Connection(H2Connection):
         return 0
 
     def _receive_frame(self, frame: Frame) -> list[ev.Event]:
+        if type(frame) is WindowUpdateFrame and frame.stream_id and not frame.window_increment:
+            stream = self.streams.get(frame.stream_id)
+            if stream is None and frame.stream_id > self.highest_inbound_stream_id:
+                raise ProtocolError("zero WINDOW_UPDATE on an idle stream")  # §5.1
+            if stream is None or stream.closed:
+                return []  # §6.9: WINDOW_UPDATE on a closed stream is ignored
+            guard_counters["malformed"] += 1
+            self.reset_stream(frame.stream_id, ErrorCodes.PROTOCOL_ERROR)
+            return [ev.StreamReset(
+                stream_id=frame.stream_id, error_code=ErrorCodes.PROTOCOL_ERROR, remote_reset=False
+            )]
         try:
             return super()._receive_frame(frame)
         except (DenialOfServiceError, FlowControlError, FrameTooLargeError, StreamIDTooLowError,
@@ -137,10 +170,13 @@ class ServerH2Connection(H2Connection):
                 exc.error_code = ErrorCodes.COMPRESSION_ERROR  # type: ignore[misc]
                 raise
             stream = self.streams.get(frame.stream_id)
-            if not isinstance(frame, HeadersFrame | DataFrame) or stream is None or stream.closed:
+            if not isinstance(frame, HeadersFrame | DataFrame | WindowUpdateFrame) or (
+                stream is None or stream.closed
+            ):
                 raise
             # RFC 9113 §8.1.1: a malformed request (bad pseudo-headers, connection-specific or
-            # uppercase fields, content-length not matching DATA) is a stream error.
+            # uppercase fields, content-length not matching DATA) is a stream error; so is a
+            # zero WINDOW_UPDATE on a stream (§6.9).
             guard_counters["malformed"] += 1
             logger.info("Malformed HTTP/2 request on stream %d: %s", frame.stream_id, exc)
             self.reset_stream(frame.stream_id, ErrorCodes.PROTOCOL_ERROR)
@@ -724,7 +760,9 @@ class Http2Connection(asyncio.Protocol):
         try:
             self.h2.send_headers(stream.stream_id, headers, end_stream=end_stream)
         except (StreamClosedError, ProtocolError):
+            # h2 already reset the stream (a stream error found while receiving).
             stream.closed = True
+            self.drop(stream)
             return
         self.schedule_flush()
 
@@ -754,6 +792,7 @@ class Http2Connection(asyncio.Protocol):
                 stream.end_sent = True
         except (StreamClosedError, ProtocolError):
             stream.closed = True
+            self.drop(stream)
         self.schedule_flush()
         if not pending:
             stream.wake()
