@@ -15,6 +15,7 @@ from typing import Any
 from roadrunner.config import parse_trusted_hosts
 
 MODES = ("auto", "x-forwarded", "forwarded")
+CACHE_SIZE = 4096
 PROTOS = ("http", "https", "ws", "wss")
 DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 # RFC 9110 §7.2 / RFC 3986 §3.2.2: uri-host [ ":" port ]; anything else is ignored.
@@ -30,6 +31,8 @@ class TrustedHosts:
         self.any = "*" in entries
         self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         self.literals: set[str] = set()
+        # Peers repeat: parsing an address costs more than the rest of the middleware.
+        self.cache: dict[str, bool] = {}
         for entry in entries:
             try:
                 self.networks.append(ipaddress.ip_network(entry, strict=False))
@@ -41,13 +44,22 @@ class TrustedHosts:
             return True
         if not isinstance(host, str):
             return False
+        known = self.cache.get(host)
+        if known is not None:
+            return known
         if host in self.literals:
-            return True
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(address in network for network in self.networks)
+            trusted = True
+        else:
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:
+                trusted = False
+            else:
+                trusted = any(address in network for network in self.networks)
+        if len(self.cache) >= CACHE_SIZE:
+            self.cache.clear()  # bounded: many distinct peers cannot grow it without limit
+        self.cache[host] = trusted
+        return trusted
 
 
 def parse_forwarded(value: str) -> list[dict[str, str]]:
