@@ -40,7 +40,18 @@ class ServerState:
         self.connections: set[Any] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.default_headers: list[tuple[bytes, bytes]] = []
-        self.h1_default_headers: list[tuple[bytes, bytes]] = []
+        # The same defaults pre-encoded for HTTP/1.1 heads, refreshed with the Date header.
+        self.default_header_names: frozenset[bytes] = frozenset()
+        self.default_header_block = b""
+
+    @property
+    def h1_default_headers(self) -> list[tuple[bytes, bytes]]:
+        return self.default_headers
+
+    def set_default_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self.default_headers = headers
+        self.default_header_names = frozenset(name for name, _ in headers)
+        self.default_header_block = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
 
 
 class Server:
@@ -192,8 +203,7 @@ class Server:
         if self.h3_port is not None and self.config.alt_svc:
             # RFC 7838 §3 / RFC 9114 §3.1.1: advertise HTTP/3 on the same port number.
             headers.append((b"alt-svc", b'h3=":%d"; ma=86400' % self.h3_port))
-        state.default_headers = headers
-        state.h1_default_headers = headers
+        state.set_default_headers(headers)
 
     async def on_tick(self, counter: int) -> bool:
         if counter % 10 == 0:

@@ -20,6 +20,7 @@ import h11
 
 from roadrunner.asgi.stream import HTTPStream
 from roadrunner.logging import escape_control
+from roadrunner.protocols.timer import DeadlineTimer
 
 try:
     import httptools
@@ -105,8 +106,7 @@ class H1Connection(asyncio.Protocol):
         self.read_paused = False
         self.write_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
-        self.keep_alive_timer: asyncio.TimerHandle | None = None
-        self.header_timer: asyncio.TimerHandle | None = None
+        self.timer = DeadlineTimer(self.loop)  # header-read or keep-alive deadline
         self.bytes_in_request = 0
         # Response framing of the active stream.
         self.chunked = False
@@ -126,9 +126,7 @@ class H1Connection(asyncio.Protocol):
         self.client = tuple(peer[:2]) if isinstance(peer, tuple) else None  # type: ignore[assignment]
         self.server = tuple(sock[:2]) if isinstance(sock, tuple) else None  # type: ignore[assignment]
         self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
-        self.header_timer = self.loop.call_later(
-            self.config.timeout_request_header, self.on_header_timeout
-        )
+        self.timer.arm(self.config.timeout_request_header, self.on_header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
@@ -153,28 +151,17 @@ class H1Connection(asyncio.Protocol):
             self.drain_waiter.set_result(None)
 
     def cancel_timers(self) -> None:
-        if self.keep_alive_timer is not None:
-            self.keep_alive_timer.cancel()
-            self.keep_alive_timer = None
-        if self.header_timer is not None:
-            self.header_timer.cancel()
-            self.header_timer = None
+        self.timer.cancel()
 
     # -- timers ---------------------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         """The first byte of a request arrived: idle timer off, header-read timer on."""
-        if self.keep_alive_timer is not None:
-            self.keep_alive_timer.cancel()
-            self.keep_alive_timer = None
-        if self.header_timer is None:
-            self.header_timer = self.loop.call_later(
-                self.config.timeout_request_header, self.on_header_timeout
-            )
+        if self.timer.callback != self.on_header_timeout:
+            self.timer.arm(self.config.timeout_request_header, self.on_header_timeout)
 
     def on_header_timeout(self) -> None:
         """Slowloris guard: a request head not complete in time gets 408 (or a plain close)."""
-        self.header_timer = None
         if self.transport.is_closing():
             return
         if self.bytes_in_request and self.active is None:
@@ -184,7 +171,6 @@ class H1Connection(asyncio.Protocol):
             self.transport.close()
 
     def on_keep_alive_timeout(self) -> None:
-        self.keep_alive_timer = None
         if not self.transport.is_closing():
             self.transport.close()
 
@@ -194,9 +180,7 @@ class H1Connection(asyncio.Protocol):
         self, method: bytes, target: bytes, http_version: str, headers: Headers
     ) -> None:
         """A complete request head: validate it, build the scope and queue or start the stream."""
-        if self.header_timer is not None:
-            self.header_timer.cancel()
-            self.header_timer = None
+        self.timer.disarm()
         self.bytes_in_request = 0
         content_length, chunked, expect_continue, keep_alive, wants_trailers, upgrade = (
             self.check_headers(headers, http_version)
@@ -427,13 +411,14 @@ class H1Connection(asyncio.Protocol):
         keep_alive = self.keep_alive and not self.closing
         expected: int | None = None
         chunked = False
-        parts = [STATUS_LINES[status]]
-        default = self.state.h1_default_headers
-        app_names = {name for name, _ in headers}
-        for name, value in default:
-            if name not in app_names:
-                parts.append(name + b": " + value + b"\r\n")
+        state = self.state
+        default_names = state.default_header_names
+        overridden: set[bytes] | None = None
+        parts = [STATUS_LINES[status], b""]
         for name, value in headers:
+            if name in default_names:
+                # A header the app sets itself replaces the server default (Server, Date...).
+                overridden = {name} if overridden is None else overridden | {name}
             if name == b"content-length":
                 if not value.isdigit():
                     raise RuntimeError(f"Invalid Content-Length {value!r} in response.")
@@ -458,6 +443,14 @@ class H1Connection(asyncio.Protocol):
         elif stream.scope["http_version"] == "1.0":
             parts.append(b"connection: keep-alive\r\n")
         parts.append(b"\r\n")
+        if overridden is None:
+            parts[1] = state.default_header_block
+        else:
+            parts[1] = b"".join(
+                name + b": " + value + b"\r\n"
+                for name, value in state.default_headers
+                if name not in overridden
+            )
         self.chunked = chunked and not bodyless
         self.expected_length = None if bodyless else expected
         self.sent_length = 0
@@ -546,10 +539,8 @@ class H1Connection(asyncio.Protocol):
         if self.read_paused:
             self.read_paused = False
             self.transport.resume_reading()
-        if self.parsing is None and self.header_timer is None:
-            self.keep_alive_timer = self.loop.call_later(
-                self.config.timeout_keep_alive, self.on_keep_alive_timeout
-            )
+        if self.parsing is None and self.timer.callback is None:
+            self.timer.arm(self.config.timeout_keep_alive, self.on_keep_alive_timeout)
 
     # -- server control -------------------------------------------------------------------------------
 
