@@ -16,6 +16,7 @@ import pytest
 
 from tests.integration.process_helpers import (
     LoadResult,
+    Process,
     get_pid,
     pid_alive,
     ready_pids,
@@ -67,7 +68,7 @@ def test_killed_worker_is_replaced_and_others_keep_serving(tmp_path: Path) -> No
         replacement = ready_pids(master)[-1]
     assert state["replaced"] - state["killed"] < 2.0
     # Only requests in flight on the killed worker failed (connection reset), none elsewhere.
-    assert set(result.failed_on) <= {victim}, list(zip(result.failures, result.failed_on))[:5]
+    assert set(result.failed_on) <= {victim}, (result.failures[:5], result.failed_on[:5])
     assert all("Connection reset" in failure for failure in result.failures), result.failures[:5]
     # Requests on the surviving worker went on; the replacement took its share.
     assert result.by_pid[survivor] > state["served_before"]
@@ -233,3 +234,97 @@ def test_usr1_reopens_log_files_and_pid_file(tmp_path: Path) -> None:
         assert master.wait() == 0
     assert "GET / " in rotated.read_text()
     assert not pid_file.exists()
+
+
+@pytest.mark.parametrize("preload", [False, True])
+def test_master_imports_the_app_only_with_preload(tmp_path: Path, preload: bool) -> None:
+    app = write_app(tmp_path)
+    imports = tmp_path / "imports.log"
+    # --workers defaults to $WEB_CONCURRENCY.
+    env = {"IMPORT_LOG": str(imports), "WEB_CONCURRENCY": "2"}
+    args = ["--preload"] if preload else []
+    with roadrunner(app, *args, cwd=tmp_path, env=env) as master:
+        master.wait_for(READY.format(n=2))
+        workers = set(ready_pids(master))
+        master.signal(signal.SIGTERM)
+        assert master.wait() == 0
+    importers = [int(line) for line in imports.read_text().split()]
+    if preload:
+        assert importers == [master.proc.pid]  # once, before forking
+    else:
+        assert sorted(importers) == sorted(workers)
+
+
+def test_uds_workers_share_the_master_socket(tmp_path: Path) -> None:
+    app = write_app(tmp_path)
+    path = str(tmp_path / "rr.sock")
+    argv = [sys.executable, "-m", "roadrunner", app, "--uds", path, "--workers", "2"]
+    master = Process(argv, tmp_path)
+    try:
+        master.wait_for(READY.format(n=2))
+        assert "unix socket" in master.output and "shared socket" in master.output
+        workers = set(ready_pids(master))
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(path)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(4096):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 200") and int(data.split(b"\r\n\r\n")[1]) in workers
+        master.signal(signal.SIGINT)
+        assert master.wait() == 0
+        assert not os.path.exists(path)
+    finally:
+        master.kill_tree()
+
+
+def test_worker_above_memory_limit_is_recycled(tmp_path: Path) -> None:
+    app = write_app(tmp_path)
+    with roadrunner(app, "--workers", "2", "--limit-worker-memory", "150", cwd=tmp_path) as master:
+        master.wait_for(READY.format(n=2))
+        grown = get_pid(master.port, "/grow?200")  # the app keeps 200 MB
+        master.wait_for(rf"Worker \[{grown}\] uses \d+ MB, above --limit-worker-memory 150 MB")
+        master.wait_for(rf"Worker \[{grown}\] stopped \(exit code 0\)")
+        assert len(ready_pids(master)) == 3
+        assert get_pid(master.port) != grown
+
+
+def test_second_sigint_kills_draining_workers(tmp_path: Path) -> None:
+    app = write_app(tmp_path)
+    with roadrunner(app, "--workers", "2", cwd=tmp_path) as master:
+        master.wait_for(READY.format(n=2))
+        port = master.port
+        slow = socket.create_connection(("127.0.0.1", port))
+        slow.sendall(b"GET /slow?30 HTTP/1.1\r\nHost: x\r\n\r\n")
+        master.wait_for("slow-started")
+        master.signal(signal.SIGINT)
+        master.wait_for("Received SIGINT: shutting down")
+        master.wait_for(r"Worker \[\d+\] stopped \(exit code 0\)")  # the idle one
+        master.signal(signal.SIGINT)
+        assert master.wait() == 0
+        slow.close()
+    assert master.count("Second SIGINT: killing workers") == 1
+    assert master.count(r"stopped \(signal SIGKILL\)") == 1
+
+
+def test_single_process_writes_and_removes_pid_file(tmp_path: Path) -> None:
+    app = write_app(tmp_path)
+    pid_file = tmp_path / "rr.pid"
+    with roadrunner(app, "--pid", str(pid_file), cwd=tmp_path) as server:
+        server.port  # noqa: B018 - waits for the startup line
+        assert int(pid_file.read_text()) == server.proc.pid == get_pid(server.port)
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
+    assert not pid_file.exists()
+
+
+def test_bind_failure_exits_3(tmp_path: Path) -> None:
+    app = write_app(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        argv = [sys.executable, "-m", "roadrunner", app, "--port", port, "--workers", "2"]
+        master = Process(argv, tmp_path)
+        assert master.wait() == 3
+    assert "Cannot bind to 127.0.0.1" in master.output
