@@ -12,6 +12,10 @@ INVALID_VALUE_RE = re.compile(rb"[\x00\r\n]")
 
 Headers = list[tuple[bytes, bytes]]
 
+# Header names already validated, mapped to their lower-case form; apps repeat the same few.
+KNOWN_NAMES: dict[bytes, bytes] = {}
+KNOWN_NAMES_LIMIT = 2048
+
 
 class InvalidMessage(RuntimeError):
     """The application sent an ASGI message that breaks the spec."""
@@ -22,18 +26,26 @@ def validate_headers(raw: Iterable[Any] | None, lower: bool = True) -> Headers:
     if raw is None:
         return []
     headers: Headers = []
+    known = KNOWN_NAMES
     for item in raw:
         try:
             name, value = item
         except (TypeError, ValueError):
             raise InvalidMessage(f"Invalid ASGI header {item!r}: expected a (name, value) pair.") from None
-        if not isinstance(name, bytes) or not isinstance(value, bytes):
+        if type(value) is not bytes and not isinstance(value, bytes):
             raise InvalidMessage(f"ASGI header names and values must be bytes, got {item!r}.")
-        if not TOKEN_RE.match(name):
-            raise InvalidMessage(f"Invalid HTTP header name {name!r}.")
+        lowered = known.get(name) if type(name) is bytes else None
+        if lowered is None:
+            if not isinstance(name, bytes):
+                raise InvalidMessage(f"ASGI header names and values must be bytes, got {item!r}.")
+            if not TOKEN_RE.match(name):
+                raise InvalidMessage(f"Invalid HTTP header name {name!r}.")
+            lowered = name.lower()
+            if len(known) < KNOWN_NAMES_LIMIT:
+                known[name] = lowered
         if INVALID_VALUE_RE.search(value):
             raise InvalidMessage(f"Invalid HTTP header value {value!r} for {name!r}.")
-        headers.append((name.lower() if lower else name, value))
+        headers.append((lowered if lower else name, value))
     return headers
 
 
