@@ -151,6 +151,10 @@ class Supervisor:
         if config.reload:
             from roadrunner.reload import FileWatcher
 
+            # A .pyc is trusted while the source keeps its size and mtime second: an edit
+            # within the same second would reload stale code. Workers write none.
+            sys.dont_write_bytecode = True
+
             watcher = FileWatcher(config)
             watcher.start()
             watcher.ready.wait(2)  # the OS watch is in place before the first worker boots
