@@ -123,7 +123,7 @@ def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
 @click.option("--h3-retry/--no-h3-retry", default=False, show_default=True, help="Validate client addresses with a stateless QUIC Retry before the handshake.")
 @click.option("--h3-max-stream-data", type=int, default=1048576, show_default=True, help="HTTP/3 request body bytes a client may send ahead of the app (per stream).")
 @click.option("--h3-max-data", type=int, default=4194304, show_default=True, help="HTTP/3 unread bytes a client may send ahead of the app (per connection).")
-@click.option("--h3-qpack-max-table-capacity", type=int, default=4096, show_default=True, help="QPACK dynamic table capacity for request headers (0 disables it).")
+@click.option("--h3-qpack-max-table-capacity", type=int, default=8192, show_default=True, help="QPACK dynamic table capacity for request headers (0 disables it).")
 @click.option("--h3-qpack-blocked-streams", type=int, default=16, show_default=True, help="QPACK streams that may wait for dynamic-table updates.")
 @click.option("--h3-gso/--no-h3-gso", default=True, show_default=True, help="Batch outgoing QUIC datagrams with Linux UDP GSO when available.")
 # edge middleware (roadrunner.middleware.stack), all off by default

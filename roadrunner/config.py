@@ -214,7 +214,7 @@ class Config:
         h3_retry: bool = False,
         h3_max_stream_data: int = 1024 * 1024,
         h3_max_data: int = 4 * 1024 * 1024,
-        h3_qpack_max_table_capacity: int = 4096,
+        h3_qpack_max_table_capacity: int = 8192,
         h3_qpack_blocked_streams: int = 16,
         h3_gso: bool = True,
         # edge middleware (roadrunner.middleware.stack), all off by default

@@ -141,3 +141,93 @@ def test_h3_needs_a_certificate() -> None:
         Config("app:app", protocols="h1,h3")
     with pytest.raises(ConfigError, match="h3-max-connections"):
         Config("app:app", h3_max_connections=0)
+
+
+def test_qpack_dynamic_table(tls_files: dict[str, str]) -> None:
+    headers = [(b"cookie", b"session=" + b"c" * 200), (b"user-agent", b"test-agent/1.0 " * 5 + b"end")]
+
+    async def main(port: int, capacity: int) -> None:
+        async with h3_connect(port, tls_files["cafile"]) as client:
+            for _ in range(20):
+                response = await client.request("GET", "/", headers=headers)
+                assert response.status == 200
+            settings = client.h3.received_settings
+            assert settings is not None
+            assert settings[0x1] == capacity  # SETTINGS_QPACK_MAX_TABLE_CAPACITY
+            assert settings[0x7] == (16 if capacity else 0)  # SETTINGS_QPACK_BLOCKED_STREAMS
+            # With a table, the client's encoder inserts the repeated fields once.
+            assert (client.h3._encoder_bytes_sent > 50) == bool(capacity)
+
+    with run_server(echo_app, **h3_server_kwargs(tls_files)) as server:
+        asyncio.run(main(server.port, 8192))
+    kwargs = h3_server_kwargs(tls_files, h3_qpack_max_table_capacity=0, h3_qpack_blocked_streams=0)
+    with run_server(echo_app, **kwargs) as server:
+        asyncio.run(main(server.port, 0))
+
+
+def test_connect_body_limit_and_request_trailers(tls_files: dict[str, str]) -> None:
+    async def main(port: int) -> None:
+        async with h3_connect(port, tls_files["cafile"]) as client:
+            connect = await client.request("CONNECT", "/")
+            assert connect.status == 501
+            too_big = await client.request("POST", "/", headers=[(b"content-length", b"100")],
+                                           body=b"x" * 100)
+            assert too_big.status == 413
+            # Request trailers end the body; ASGI has no place for their fields.
+            stream_id = client.start_request("POST", "/", body=b"abc", end=False)
+            client.h3.send_headers(stream_id, [(b"x-trailer", b"1")], end_stream=True)
+            client.transmit()
+            response = client.responses[stream_id]
+            await asyncio.wait_for(response.done.wait(), 5)
+            assert bytes(response.body) == b"abc"
+
+    with run_server(echo_app, **h3_server_kwargs(tls_files, limit_request_body=10)) as server:
+        asyncio.run(main(server.port))
+
+
+def test_udp_port_in_use_fails_startup(tls_files: dict[str, str]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeError, match="failed to start"):
+            with run_server(echo_app, **h3_server_kwargs(tls_files, port=port)):
+                pass
+
+
+def test_bind_udp_socket_reuse_port() -> None:
+    from roadrunner.protocols.quic import bind_udp_socket
+
+    first = bind_udp_socket("127.0.0.1", 0, reuse_port=True)
+    port = first.getsockname()[1]
+    second = bind_udp_socket("127.0.0.1", port, reuse_port=True)  # a second worker
+    try:
+        assert second.getsockname()[1] == port
+        with pytest.raises(ConfigError, match="Cannot bind UDP"):
+            bind_udp_socket("127.0.0.1", port)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_cli_h3_flags() -> None:
+    from roadrunner.cli import main
+
+    context = main.make_context("roadrunner", [
+        "app:app", "--protocols", "h1,h2,h3", "--h3-max-concurrent-streams", "7",
+        "--h3-max-field-section-size", "999", "--h3-idle-timeout", "2.5",
+        "--h3-max-connections", "3", "--h3-retry", "--h3-max-stream-data", "1000",
+        "--h3-max-data", "5000", "--h3-qpack-max-table-capacity", "0",
+        "--h3-qpack-blocked-streams", "0", "--no-h3-gso", "--no-alt-svc",
+    ])
+    params = context.params
+    assert params["h3_max_concurrent_streams"] == 7
+    assert params["h3_max_field_section_size"] == 999
+    assert params["h3_idle_timeout"] == 2.5
+    assert params["h3_max_connections"] == 3
+    assert params["h3_retry"] is True
+    assert params["h3_max_stream_data"] == 1000
+    assert params["h3_max_data"] == 5000
+    assert params["h3_qpack_max_table_capacity"] == 0
+    assert params["h3_qpack_blocked_streams"] == 0
+    assert params["h3_gso"] is False
+    assert params["alt_svc"] is False
