@@ -67,7 +67,7 @@ class HTTPStream:
     __slots__ = (
         "scope", "transport", "state", "access_log", "body", "more_body", "disconnected",
         "response_started", "response_complete", "expect_continue", "wants_trailers",
-        "expects_trailers", "status", "message_event", "head_request", "task", "paused",
+        "expects_trailers", "status", "waiter", "head_request", "task", "paused",
         "body_ended", "trailers", "keep_alive", "app_called",
     )
 
@@ -93,7 +93,7 @@ class HTTPStream:
         self.wants_trailers = False  # the client accepts trailers (TE: trailers / h2 / h3)
         self.expects_trailers = False  # the app announced trailers in http.response.start
         self.status = 0
-        self.message_event = asyncio.Event()
+        self.waiter: asyncio.Future[None] | None = None  # receive() waiting for an event
         self.head_request = scope["method"] == "HEAD"
         self.task: asyncio.Task[None] | None = None
         self.paused = False
@@ -104,20 +104,25 @@ class HTTPStream:
 
     # -- events from the connection --------------------------------------------------------------
 
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     def feed_body(self, data: bytes) -> None:
         self.body += data
         if len(self.body) > BODY_HIGH_WATER and not self.paused:
             self.paused = True
             self.transport.pause_reading()
-        self.message_event.set()
+        self.wake()
 
     def feed_end(self) -> None:
         self.more_body = False
-        self.message_event.set()
+        self.wake()
 
     def feed_disconnect(self) -> None:
         self.disconnected = True
-        self.message_event.set()
+        self.wake()
 
     # -- running the app ---------------------------------------------------------------------------
 
@@ -175,11 +180,14 @@ class HTTPStream:
             self.expect_continue = False
             self.transport.write_informational(100, [])
         if not self.disconnected and not self.response_complete and self.more_body and not self.body:
-            self.message_event.clear()
             if self.paused:
                 self.paused = False
                 self.transport.resume_reading()
-            await self.message_event.wait()
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
         if self.disconnected or self.response_complete:
             return {"type": "http.disconnect"}
         body = bytes(self.body)
@@ -263,7 +271,7 @@ class HTTPStream:
 
     def finish_response(self) -> None:
         self.response_complete = True
-        self.message_event.set()
+        self.wake()
         if self.access_log:
             self.log_access()
         self.transport.response_complete()

@@ -56,6 +56,11 @@ ERROR_BODIES = {
     503: b"Service Unavailable",
 }
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H1_EXTENSIONS: dict[str, dict[str, Any]] = {
+    "http.response.trailers": {},
+    "http.response.early_hint": {},
+    "http.response.pathsend": {},
+}
 
 
 class RequestRejected(Exception):
@@ -87,6 +92,7 @@ class H1Connection(asyncio.Protocol):
         self.app_state = app_state
         self.loop = _loop or asyncio.get_event_loop()
         self.root_path = config.root_path
+        self.asgi_info = {"version": config.asgi_version, "spec_version": "2.5"}
         # Formatting access lines costs per request: skip it when nobody listens.
         self.access_log = config.access_log and access_logger.hasHandlers()
         self.limit_request_line = config.limit_request_line
@@ -211,7 +217,7 @@ class H1Connection(asyncio.Protocol):
             raise RequestRejected(413, "request body too large")
         scope: dict[str, Any] = {
             "type": "http",
-            "asgi": {"version": self.config.asgi_version, "spec_version": "2.5"},
+            "asgi": self.asgi_info,
             "http_version": http_version,
             "server": self.server,
             "client": self.client,
@@ -223,11 +229,7 @@ class H1Connection(asyncio.Protocol):
             "query_string": query,
             "headers": headers,
             "state": self.app_state.copy(),
-            "extensions": {
-                "http.response.trailers": {},
-                "http.response.early_hint": {},
-                "http.response.pathsend": {},
-            },
+            "extensions": dict(H1_EXTENSIONS),
         }
         has_body = chunked or bool(content_length)
         stream = HTTPStream(
