@@ -55,6 +55,7 @@ ERROR_BODIES = {
     501: b"Unsupported Transfer-Encoding.",
     503: b"Service Unavailable",
 }
+LINGER_SECONDS = 2.0
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 H1_EXTENSIONS: dict[str, dict[str, Any]] = {
     "http.response.trailers": {},
@@ -360,13 +361,28 @@ class H1Connection(asyncio.Protocol):
             + b"content-length: %d\r\n\r\n" % len(body)
             + body
         )
-        self.close_connection()
+        self.close_connection(linger=True)
 
-    def close_connection(self) -> None:
+    def close_connection(self, linger: bool = False) -> None:
+        """Close; with `linger`, half-close first and discard what the client still sends.
+
+        RFC 9112 §9.6: closing with unread request bytes makes the kernel send a reset that can
+        destroy the response before the client reads it (an early 413 or 503 during an upload),
+        so the write side closes first and the read side drains for up to LINGER_SECONDS.
+        """
         self.closing = True
         self.cancel_timers()
-        if not self.transport.is_closing():
-            self.transport.close()
+        transport = self.transport
+        if transport.is_closing():
+            return
+        if linger and transport.can_write_eof():
+            transport.write_eof()
+            if self.read_paused:
+                self.read_paused = False
+                transport.resume_reading()
+            self.timer.arm(LINGER_SECONDS, transport.close)
+        else:
+            transport.close()
 
     def peer_text(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "unix socket"
@@ -531,7 +547,8 @@ class H1Connection(asyncio.Protocol):
         self.active = None
         self.state.requests_done += 1
         if not self.keep_alive or self.transport.is_closing():
-            self.close_connection()
+            # Linger when the request body was not read to its end.
+            self.close_connection(linger=self.parsing is not None)
             return
         if self.pipeline:
             self.run_stream(self.pipeline.popleft())

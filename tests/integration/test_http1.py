@@ -517,3 +517,16 @@ def test_custom_default_headers_and_no_server_date(http: str) -> None:
     assert response.headers["x-env"] == "prod"
     assert "server" not in response.headers
     assert "date" not in response.headers
+
+
+def test_early_error_survives_a_large_unread_upload(http: str) -> None:
+    """413 is sent before the body is read; lingering close keeps it from being reset away."""
+    with run_server(echo_app, http=http, limit_request_body=1000) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 8000000\r\n\r\n")
+            try:
+                sock.sendall(b"x" * 8_000_000)
+            except OSError:
+                pass
+            data = sock.recv(1024)
+    assert status_of(data) == 413
