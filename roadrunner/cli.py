@@ -49,7 +49,7 @@ def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
 @click.option("--reload-include", "reload_includes", multiple=True, help="Glob patterns to include while watching.")
 @click.option("--reload-exclude", "reload_excludes", multiple=True, help="Glob patterns to exclude while watching.")
 @click.option("--reload-delay", type=float, default=0.25, show_default=True, help="Delay between previous and next check.")
-@click.option("--workers", type=int, default=None, envvar="WEB_CONCURRENCY", help="Number of worker processes. Defaults to $WEB_CONCURRENCY or 1.")
+@click.option("--workers", type=int, default=None, envvar=["ROADRUNNER_WORKERS", "WEB_CONCURRENCY"], help="Number of worker processes. Defaults to $WEB_CONCURRENCY or 1.")
 @click.option("--loop", type=click.Choice(LOOP_CHOICES), default="auto", show_default=True, help="Event loop implementation.")
 @click.option("--http", type=click.Choice(HTTP_CHOICES), default="auto", show_default=True, help="HTTP/1.1 protocol implementation.")
 @click.option("--ws", type=click.Choice(WS_CHOICES), default="auto", show_default=True, help="WebSocket protocol implementation.")
