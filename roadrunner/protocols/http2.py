@@ -232,6 +232,8 @@ def new_h2_state(config: Config) -> ServerH2Connection:
             SettingCodes.INITIAL_WINDOW_SIZE: config.h2_initial_window_size,
             SettingCodes.MAX_FRAME_SIZE: config.h2_max_frame_size,
             SettingCodes.MAX_HEADER_LIST_SIZE: config.h2_max_header_list_size,
+            # RFC 8441 §3: Extended CONNECT carries WebSocket unless --ws none.
+            SettingCodes.ENABLE_CONNECT_PROTOCOL: 0 if config.ws == "none" else 1,
         }
     )
     # Our receive windows take effect at once: the client can only send less than they allow
@@ -531,6 +533,11 @@ class Http2Connection(asyncio.Protocol):
         stream = H2StreamTransport(self, stream_id)
         self.streams[stream_id] = stream
         stream.request_ended = event.stream_ended is not None
+        if self.config.ws != "none" and any(name == b":protocol" for name, _ in event.headers):
+            from roadrunner.protocols.websocket import upgrade_h2
+
+            upgrade_h2(self, stream, event.headers)
+            return
         scope, status = self.build_scope(event.headers)
         if status:
             guard_counters[f"status_{status}"] += 1
@@ -650,7 +657,7 @@ class Http2Connection(asyncio.Protocol):
             self.acknowledge(event.stream_id, padding)
         limit = self.config.limit_request_body
         stream.received += len(data)
-        if limit is not None and stream.received > limit:
+        if limit is not None and stream.received > limit and isinstance(stream.http, HTTPStream):
             guard_counters["body_limit"] += 1
             if not stream.http.response_started:
                 stream.http.response_started = True
@@ -742,6 +749,10 @@ class Http2Connection(asyncio.Protocol):
         if self.dead or self.goaway_sent:
             return
         self.goaway_sent = True
+        for stream in list(self.streams.values()):
+            server_shutdown = getattr(stream.http, "server_shutdown", None)
+            if server_shutdown is not None:
+                server_shutdown()  # a WebSocket (RFC 8441) closes with 1012
         # Sent by hand: h2's close_connection() would also forbid finishing in-flight streams.
         self.flush()
         frame = GoAwayFrame(0)

@@ -1,9 +1,13 @@
-"""WebSocket over HTTP/1.1 (RFC 6455 §4): the Upgrade handshake and the upgraded connection.
+"""WebSocket opening handshakes and byte transports: HTTP/1.1 Upgrade and HTTP/2 CONNECT.
 
-`upgrade_h1` is called by `H1Connection.handle_upgrade` for `Upgrade: websocket`. It checks
-the opening handshake, answers a bad one itself (400, or 426 for an unsupported version),
-and otherwise moves the socket to an `H1WebSocketConnection`: an asyncio protocol that feeds
-bytes to a `WebSocketStream` and offers it the `WebSocketTransport` for HTTP/1.1.
+HTTP/1.1 (RFC 6455 §4): `upgrade_h1` is called by `H1Connection.handle_upgrade` for
+`Upgrade: websocket`. It answers a bad handshake itself (400, or 426 for an unsupported
+version) and otherwise moves the socket to an `H1WebSocketConnection`.
+
+HTTP/2 (RFC 8441): `upgrade_h2` is called by `Http2Connection` for an Extended CONNECT
+request; an `H2WebSocketBridge` carries the WebSocket in the stream's DATA frames.
+
+Either way a `WebSocketStream` does the rest; these classes only move bytes.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from wsproto.handshake import generate_accept_token
@@ -23,6 +28,7 @@ if TYPE_CHECKING:
     from roadrunner.asgi.stream import HTTPStream
     from roadrunner.config import Config
     from roadrunner.protocols.http1 import H1Connection
+    from roadrunner.protocols.http2 import H2StreamTransport, Http2Connection
 
 logger = logging.getLogger("roadrunner.error")
 
@@ -219,3 +225,142 @@ class H1WebSocketConnection(asyncio.Protocol):
     def abort(self) -> None:
         self.closed = True
         self.transport.abort()
+
+
+# -- HTTP/2: Extended CONNECT (RFC 8441) -----------------------------------------------------------
+
+
+def upgrade_h2(connection: Http2Connection, stream: H2StreamTransport, headers: Headers) -> None:
+    """Serve an Extended CONNECT request (RFC 8441 §4) as a WebSocket on its stream."""
+    pseudo = {name: value for name, value in headers if name[:1] == b":"}
+    regular = [(name, value) for name, value in headers if name[:1] != b":"]
+    versions = [value.strip() for name, value in regular if name == b"sec-websocket-version"]
+    error: tuple[int, Headers] | None = None
+    if pseudo.get(b":method") != b"CONNECT" or pseudo.get(b":protocol") != b"websocket":
+        error = (501, [])  # a protocol we do not tunnel
+    elif stream.request_ended or not pseudo.get(b":path"):
+        error = (400, [])  # RFC 8441 §4: the stream carries the WebSocket; it cannot end here
+    elif versions != [WS_VERSION]:
+        error = (400, [(b"sec-websocket-version", WS_VERSION)])  # RFC 6455 §4.4
+    if error is not None:
+        status, extra = error
+        logger.info("Invalid HTTP/2 WebSocket request from %s: %d", connection.peer_text(), status)
+        connection.send_headers(
+            stream, [(b":status", str(status).encode()), *extra, (b"content-length", b"0")], True
+        )
+        stream.end_sent = True
+        connection.maybe_finish(stream)
+        return
+    authority = pseudo.get(b":authority")
+    if authority and not any(name == b"host" for name, _ in regular):
+        regular.insert(0, (b"host", authority))  # RFC 9113 §8.3.1: ASGI apps read Host
+    raw_path, _, query = pseudo[b":path"].partition(b"?")
+    path = raw_path.decode("latin-1")
+    if "%" in path:
+        path = urllib.parse.unquote(path)
+    root = connection.root_path
+    http_scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": connection.config.asgi_version, "spec_version": "2.5"},
+        "http_version": "2",
+        "server": connection.server,
+        "client": connection.client,
+        "scheme": pseudo.get(b":scheme", b"https").decode("latin-1"),
+        "method": "CONNECT",
+        "root_path": root,
+        "path": root + path,
+        "raw_path": root.encode("ascii") + raw_path if root else raw_path,
+        "query_string": query,
+        "headers": regular,
+        "state": connection.app_state.copy(),
+    }
+    H2WebSocketBridge(connection, stream, websocket_scope(http_scope))
+
+
+class H2WebSocketBridge:
+    """One WebSocket on an HTTP/2 stream: the stream's DATA frames are the WebSocket's bytes.
+
+    Http2Connection sees it where it expects an HTTPStream (feed_body / feed_end /
+    feed_disconnect); the WebSocketStream sees a WebSocketTransport. Backpressure on reading
+    is the stream's flow-control window: while paused, received bytes are not acknowledged.
+    """
+
+    def __init__(
+        self, connection: Http2Connection, stream: H2StreamTransport, scope: dict[str, Any]
+    ) -> None:
+        self.connection = connection
+        self.stream = stream
+        self.response_started = True  # nothing here is an HTTP request body with a limit
+        self.response_complete = False
+        self.read_paused = False
+        self.finished = False
+        self.held = 0
+        self.ws = WebSocketStream(scope, self, connection.config, connection.access_log)
+        stream.http = self  # type: ignore[assignment]
+        task = connection.loop.create_task(self.ws.run(connection.app))
+        self.task = task
+        self.ws.task = task
+        connection.state.tasks.add(task)
+        task.add_done_callback(connection.state.tasks.discard)
+        connection.state.total_requests += 1
+
+    # -- events from Http2Connection -----------------------------------------------------------
+
+    def feed_body(self, data: bytes) -> None:
+        self.ws.feed_data(data)
+        if self.read_paused:
+            self.held += len(data)
+        else:
+            self.stream.body_consumed(len(data))
+
+    def feed_end(self) -> None:
+        # RFC 8441 §4: END_STREAM is the TCP FIN of the WebSocket.
+        self.ws.feed_disconnect()
+        self.close()
+
+    def feed_disconnect(self) -> None:
+        self.ws.feed_disconnect()
+
+    def server_shutdown(self) -> None:
+        self.ws.server_shutdown()
+
+    # -- WebSocketTransport ----------------------------------------------------------------------
+
+    def send_accept(self, headers: Headers) -> None:
+        self.stream.write_head(200, headers, False)  # RFC 8441 §5: 2xx accepts
+
+    def send_response_head(self, status: int, headers: Headers) -> None:
+        self.stream.write_head(status, headers, False)
+
+    def send_response_body(self, data: bytes, end: bool) -> None:
+        if end:
+            self.response_complete = True
+        self.stream.write_body(data, end)
+
+    def write(self, data: bytes) -> None:
+        self.stream.write_body(data, False)
+
+    async def drain(self) -> None:
+        await self.stream.drain()
+
+    def pause_reading(self) -> None:
+        self.read_paused = True
+
+    def resume_reading(self) -> None:
+        self.read_paused = False
+        held, self.held = self.held, 0
+        if held:
+            self.stream.body_consumed(held)
+
+    def close(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.response_complete = True
+        self.stream.write_body(b"", True)
+        self.stream.response_complete()
+
+    def abort(self) -> None:
+        from h2.errors import ErrorCodes
+
+        self.connection.reset(self.stream, ErrorCodes.CANCEL)
