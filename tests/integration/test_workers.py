@@ -68,8 +68,11 @@ def test_killed_worker_is_replaced_and_others_keep_serving(tmp_path: Path) -> No
         ))
         master.wait_for(rf"Worker \[{victim}\] died \(signal SIGKILL\); respawning")
     assert state["replaced"] - state["killed"] < 2.0
-    # Only requests in flight on the killed worker failed (connection reset), none elsewhere.
-    assert set(result.failed_on) <= {victim}, (result.failures[:5], result.failed_on[:5])
+    # Only requests in flight to the killed worker failed: on its connections, or on fresh ones
+    # the kernel had queued for it (None), at most one per client connection. No connection of
+    # the surviving worker failed.
+    assert set(result.failed_on) <= {victim, None}, (result.failures[:5], result.failed_on[:5])
+    assert len(result.failures) <= 16
     assert not [f for f in result.failures if "status" in f or "timeout" in f], result.failures
     # Requests on the surviving worker went on; the replacement took its share.
     assert result.by_pid[survivor] > state["served_before"]
