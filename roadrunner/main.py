@@ -36,6 +36,8 @@ def run(app: Any, **kwargs: Any) -> None:
             if config.uds and os.path.exists(config.uds):
                 os.remove(config.uds)
         sys.exit(code)
+    if config.limit_worker_memory:
+        logger.warning("--limit-worker-memory needs a master process (--workers 2 or more); ignored.")
     if config.pid:
         with open(config.pid, "w") as file:
             file.write(f"{os.getpid()}\n")

@@ -40,6 +40,14 @@ def reuse_port_available(config: Config) -> bool:
     return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
+def validate(config: Config) -> None:
+    """The process-model limits: one clear message for a value that cannot work."""
+    if config.timeout_worker_healthcheck <= 0:
+        raise ConfigError("--timeout-worker-healthcheck must be positive.")
+    if config.limit_worker_memory is not None and config.limit_worker_memory <= 0:
+        raise ConfigError("--limit-worker-memory must be a positive number of MB.")
+
+
 class Listeners:
     """The sockets workers serve: one SO_REUSEPORT socket per worker, or one shared socket."""
 
@@ -128,6 +136,7 @@ class Supervisor:
     def run(self) -> int:
         config = self.config
         try:
+            validate(config)
             self.listeners = Listeners(config)
         except ConfigError as exc:
             logger.error("%s", exc)

@@ -331,3 +331,15 @@ def test_bind_failure_exits_3(tmp_path: Path) -> None:
         master = Process(argv, tmp_path)
         assert master.wait() == 3
     assert "Cannot bind to 127.0.0.1" in master.output
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--timeout-worker-healthcheck", "0", "--timeout-worker-healthcheck must be positive"),
+    ("--limit-worker-memory", "-5", "--limit-worker-memory must be a positive number of MB"),
+])
+def test_invalid_process_limits_exit_3(tmp_path: Path, flag: str, value: str, message: str) -> None:
+    app = write_app(tmp_path)
+    with roadrunner(app, "--workers", "2", flag, value, cwd=tmp_path) as master:
+        assert master.wait() == 3
+    assert master.count(message) == 1
+    assert master.count("Started server process") == 0
