@@ -54,6 +54,7 @@ class RawH2:
         self.encoder = Encoder()
         self.decoder = Decoder()
         self.frames: list[Frame] = []
+        self.stashed: dict[int, list[Frame]] = {}  # other streams' frames seen by stream_outcome
         self.closed = False
         if preface:
             frame = SettingsFrame(0)
@@ -157,10 +158,14 @@ class RawH2:
         """Read one stream to its end: status, headers, body, trailers, or its reset code."""
         out: dict[str, Any] = {"headers": [], "body": b"", "trailers": [], "reset": None,
                                "informational": [], "goaway": None}
+        backlog = self.stashed.pop(stream_id, [])
         while True:
-            frame = self.read_frame()
+            frame = backlog.pop(0) if backlog else self.read_frame()
             if frame is None:
                 return out
+            if frame.stream_id not in (0, stream_id):
+                self.stashed.setdefault(frame.stream_id, []).append(frame)
+                continue
             if isinstance(frame, GoAwayFrame):
                 out["goaway"] = frame.error_code
                 if frame.last_stream_id < stream_id or frame.error_code:
