@@ -423,3 +423,16 @@ def test_early_hint_and_head_request_bodies() -> None:
         client.request(1, request_headers(b"/", b"HEAD"))
         outcome = client.stream_outcome(1)
         assert outcome["status"] == 200 and outcome["body"] == b""
+
+
+def test_every_h2_limit_has_a_cli_flag() -> None:
+    from click.testing import CliRunner
+
+    from roadrunner.cli import main
+
+    text = CliRunner().invoke(main, ["--help"], terminal_width=200).output
+    for flag in ("--h2-max-concurrent-streams", "--h2-initial-window-size",
+                 "--h2-connection-window-size", "--h2-max-frame-size", "--h2-max-header-list-size",
+                 "--h2-max-header-block-size", "--h2-max-header-table-size", "--h2-max-reset-rate",
+                 "--h2-max-ping-rate", "--h2-max-settings-rate", "--h2-max-empty-frame-rate"):
+        assert flag in text
