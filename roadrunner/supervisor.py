@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from roadrunner.config import Config, ConfigError
+from roadrunner.config import AppImportError, Config, ConfigError
 from roadrunner.server import STARTUP_FAILURE
 from roadrunner.worker import MSG_READY, MSG_RECYCLE, reopen_log_files, run_worker
 
@@ -147,7 +147,8 @@ class Supervisor:
             try:
                 config.load()
             except Exception as exc:
-                logger.error("%s", exc)
+                if not isinstance(exc, AppImportError):  # Config.load() logged those
+                    logger.error("%s", exc)
                 self.listeners.close()
                 return STARTUP_FAILURE
         self.write_pid()

@@ -32,7 +32,7 @@ async def app(scope, receive, send):
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                if os.environ.get("FAIL_STARTUP"):
+                if os.environ.get("FAIL_STARTUP") or os.path.exists("fail_startup"):
                     await send({"type": "lifespan.startup.failed", "message": "startup refused"})
                     return
                 await send({"type": "lifespan.startup.complete"})
@@ -126,14 +126,15 @@ class Process:
         return code
 
     def kill_tree(self) -> None:
+        """SIGTERM (a clean exit also saves coverage data), then SIGKILL the whole session."""
         if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
-        else:
-            # The master is gone; make sure no orphaned worker of this session survives.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+        # Make sure no process of this session (an orphaned worker) survives.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
 
 
 @contextlib.contextmanager

@@ -41,9 +41,10 @@ def body(port: int) -> bytes:
 
 def test_edit_restarts_the_worker_with_new_code(tmp_path: Path) -> None:
     write(tmp_path, "one")
-    args = ["--reload", "--reload-delay", "0.05"]
+    args = ["--reload", "--reload-delay", "0.05", "--preload"]
     with roadrunner("versioned:app", *args, cwd=tmp_path) as master:
         master.wait_for(READY)
+        assert master.count("--preload is ignored with --reload") == 1
         assert body(master.port) == b"one"
         write(tmp_path, "two")
         master.wait_for(r"Detected changes in versioned\.py\. Reloading")

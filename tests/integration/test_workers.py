@@ -36,7 +36,11 @@ def test_fairness_across_reuseport_workers(tmp_path: Path) -> None:
         master.wait_for(READY.format(n=4))
         assert "SO_REUSEPORT socket per worker" in master.output
         workers = set(ready_pids(master))
-        result = asyncio.run(run_load(master.port, 64, until=lambda r: r.total >= 4000))
+        # Ten requests per connection, then a new one: the share measures how the kernel spreads
+        # connections (about 600 of them), not the luck of the first 64.
+        result = asyncio.run(run_load(
+            master.port, 64, per_connection=10, until=lambda r: r.total >= 6000,
+        ))
     assert not result.failures, result.failures[:5]
     assert set(result.by_pid) == workers
     for pid, served in result.by_pid.items():
@@ -132,7 +136,6 @@ def test_sigterm_drains_in_flight_request_then_exits_zero(tmp_path: Path) -> Non
         client = threading.Thread(target=slow_request)
         client.start()
         master.wait_for(r"slow-started")
-        sent = time.monotonic()
         master.signal(signal.SIGTERM)
         refused = False
         while client.is_alive() and not refused:
@@ -142,13 +145,11 @@ def test_sigterm_drains_in_flight_request_then_exits_zero(tmp_path: Path) -> Non
                 refused = True
             time.sleep(0.02)
         client.join(10)
-        code = master.wait(timeout=10)
-        took = time.monotonic() - sent
+        code = master.wait(timeout=10)  # within --timeout-graceful-shutdown
     assert "error" not in outcome, outcome
     assert isinstance(outcome["pid"], int)
     assert refused, "new connections were still accepted during the drain"
     assert code == 0
-    assert took < 10
     assert master.count(r"Received SIGTERM: shutting down") == 1
 
 
@@ -342,4 +343,27 @@ def test_invalid_process_limits_exit_3(tmp_path: Path, flag: str, value: str, me
     with roadrunner(app, "--workers", "2", flag, value, cwd=tmp_path) as master:
         assert master.wait() == 3
     assert master.count(message) == 1
+    assert master.count("Started server process") == 0
+
+
+def test_sighup_with_a_broken_deploy_keeps_the_old_workers(tmp_path: Path) -> None:
+    app = write_app(tmp_path)
+    with roadrunner(app, "--workers", "2", "--lifespan", "on", cwd=tmp_path) as master:
+        master.wait_for(READY.format(n=2))
+        old = set(ready_pids(master))
+        (tmp_path / "fail_startup").touch()  # the new code cannot start
+        master.signal(signal.SIGHUP)
+        master.wait_for(r"failed to boot; rolling restart aborted, the old workers keep serving")
+        assert {get_pid(master.port) for _ in range(10)} <= old
+        assert master.proc.poll() is None
+        (tmp_path / "fail_startup").unlink()
+        master.signal(signal.SIGHUP)
+        master.wait_for("Rolling restart complete")
+        assert not {get_pid(master.port) for _ in range(10)} & old
+
+
+def test_preload_import_error_exits_3_before_forking(tmp_path: Path) -> None:
+    with roadrunner("missing_module:app", "--workers", "2", "--preload", cwd=tmp_path) as master:
+        assert master.wait() == 3
+    assert master.count(r'Could not import module "missing_module"') == 1
     assert master.count("Started server process") == 0
