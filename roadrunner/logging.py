@@ -84,6 +84,11 @@ class AccessFormatter(DefaultFormatter):
     """Formats access records from args (client_addr, method, full_path, http_version, status)."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - stdlib name
+        if not isinstance(record.args, tuple) or len(record.args) != 5:
+            # Not an HTTP request line (a WebSocket event, say): the message as logged.
+            record = copy(record)
+            record.__dict__.update(client_addr="-", request_line=record.getMessage(), status_code="")
+            return super().formatMessage(record)
         record = copy(record)
         client_addr, method, full_path, http_version, status_code = record.args  # type: ignore[misc]
         try:
