@@ -510,13 +510,19 @@ class Config:
         from roadrunner.middleware.stack import build_edge_stack
 
         self.loaded_app = build_edge_stack(self.loaded_app, self)
+        # Connections that can rewrite the scope themselves call `inner_app` after
+        # `scope_rewriter`; everything else calls `loaded_app` (the same, as middleware).
+        self.inner_app = self.loaded_app
+        self.scope_rewriter: Callable[[dict[str, Any]], None] | None = None
         if self.proxy_headers:
             from roadrunner.middleware.proxy_headers import ProxyHeadersMiddleware
 
-            self.loaded_app = ProxyHeadersMiddleware(
+            proxy = ProxyHeadersMiddleware(
                 self.loaded_app, trusted_hosts=self.forwarded_allow_ips,
                 mode=self.proxy_headers_mode,
             )
+            self.loaded_app = proxy
+            self.scope_rewriter = proxy.rewrite
         self.loaded = True
 
     def create_ssl_context(self) -> ssl.SSLContext:

@@ -88,7 +88,8 @@ class H1Connection(asyncio.Protocol):
         if not config.loaded:
             config.load()
         self.config = config
-        self.app = config.loaded_app
+        self.app = config.inner_app
+        self.rewrite_scope = config.scope_rewriter
         self.state = server_state
         self.app_state = app_state
         self.loop = _loop or asyncio.get_event_loop()
@@ -232,6 +233,8 @@ class H1Connection(asyncio.Protocol):
             "state": self.app_state.copy(),
             "extensions": dict(H1_EXTENSIONS),
         }
+        if self.rewrite_scope is not None:
+            self.rewrite_scope(scope)
         has_body = chunked or bool(content_length)
         stream = HTTPStream(
             scope, self, self.state, self.access_log, expect_continue and has_body, has_body
