@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"autobahn: {wstest} missing; run tests/interop/autobahn/setup.sh", file=sys.stderr)
         return 2
     cases = args.cases.split(",") if args.cases else FULL_CASES if args.full else CI_CASES
-    reports = Path(args.reports)
+    reports = Path(args.reports).resolve()
     reports.mkdir(parents=True, exist_ok=True)
     port = free_port()
     spec = {
@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     counts, failed, ok_sections = summarise(index_file)
     line = " ".join(f"{name}={counts.get(name, 0)}" for name in BEHAVIOURS)
     total = sum(counts.values())
-    print(f"autobahn ({'full' if args.full else 'ci'}, {total} cases, {elapsed:.0f} s): {line}"
+    mode = "custom" if args.cases else "full" if args.full else "ci"
+    print(f"autobahn ({mode}, {total} cases, {elapsed:.0f} s): {line}"
           f" | OK in 1-10: {ok_sections.get('1-10', 0)}")
     if failed:
         print("autobahn FAILED cases: " + ", ".join(failed))
