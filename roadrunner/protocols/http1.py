@@ -56,7 +56,6 @@ ERROR_BODIES = {
     503: b"Service Unavailable",
 }
 LINGER_SECONDS = 2.0
-HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 H1_EXTENSIONS: dict[str, dict[str, Any]] = {
     "http.response.trailers": {},
     "http.response.early_hint": {},
@@ -603,8 +602,6 @@ class HttpToolsConnection(H1Connection):
                 # httptools wraps exceptions raised in our callbacks.
                 self.reject(cause.status, str(cause))
                 return
-            if data.startswith(HTTP2_PREFACE[:14]) and self.on_http2_preface(data):
-                return
             self.reject(501 if self.te_invalid else 400, str(exc))
 
     def on_parser_upgrade(self, data: bytes) -> None:
@@ -615,10 +612,6 @@ class HttpToolsConnection(H1Connection):
         """
         self.keep_alive = False
         self.pause_reading()
-
-    def on_http2_preface(self, data: bytes) -> bool:
-        """Hook: an HTTP/2 preface on this port (served when h2c is enabled)."""
-        return False
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -682,17 +675,10 @@ class H11Connection(H1Connection):
         except RequestRejected as exc:
             self.reject(exc.status, str(exc))
         except h11.RemoteProtocolError as exc:
-            if bytes(self.head_bytes).startswith(HTTP2_PREFACE[:14]) and self.on_http2_preface(
-                bytes(self.head_bytes)
-            ):
-                return
             status = exc.error_status_hint
             if status == 431 and b"\r\n" not in bytes(self.head_bytes[: self.limit_request_line + 2]):
                 status = 414
             self.reject(status, str(exc))
-
-    def on_http2_preface(self, data: bytes) -> bool:
-        return False
 
     def feed(self, data: bytes) -> None:
         if self.in_head:
