@@ -78,7 +78,7 @@ def raw_request(port: int, data: bytes, timeout: float = 5.0, shut_write: bool =
                 if not chunk:
                     break
                 chunks.append(chunk)
-        except (socket.timeout, ConnectionResetError):
+        except (TimeoutError, ConnectionResetError):
             pass
         return b"".join(chunks)
 
