@@ -233,7 +233,9 @@ class H3StreamTransport:
 
     supports_trailers = True
 
-    __slots__ = ("connection", "stream_id", "stream", "closed", "request_ended", "head_sent")
+    __slots__ = (
+        "connection", "stream_id", "stream", "closed", "request_ended", "head_sent", "received",
+    )
 
     def __init__(self, connection: Http3Connection, stream_id: int) -> None:
         self.connection = connection
@@ -242,6 +244,7 @@ class H3StreamTransport:
         self.closed = False  # reset, stopped, or the connection is gone
         self.request_ended = False
         self.head_sent = False
+        self.received = 0  # request body bytes so far (--limit-request-body)
 
     def write_informational(self, status: int, headers: Headers) -> None:
         if not self.closed and not self.head_sent:
@@ -457,6 +460,11 @@ class Http3Connection:
             if transport is None or transport.stream is None:
                 return
             if event.data:
+                transport.received += len(event.data)
+                limit = self.config.limit_request_body
+                if limit is not None and transport.received > limit:
+                    self.body_too_large(transport)
+                    return
                 self.quic.add_unconsumed(event.stream_id, len(event.data))
                 transport.stream.feed_body(event.data)
             if event.stream_ended:
@@ -564,6 +572,20 @@ class Http3Connection:
         task.add_done_callback(self.state.tasks.discard)
         task.add_done_callback(lambda _task: self.stream_done(transport))
         self.state.total_requests += 1
+
+    def body_too_large(self, transport: H3StreamTransport) -> None:
+        """The body outgrew --limit-request-body: 413 if nothing was answered yet, else reset."""
+        stream = transport.stream
+        assert stream is not None
+        stream.feed_disconnect()  # the app sees http.disconnect; its later sends are no-ops
+        if stream.response_started or transport.closed:
+            logger.warning("Invalid HTTP/3 request from %s: request body too large", self.peer_text())
+            self.reset_stream(transport.stream_id, ErrorCode.H3_REQUEST_REJECTED)
+            transport.closed = True
+            self.finish_stream(transport)
+        else:
+            stream.response_started = True
+            self.reject(transport, 413, "request body too large")
 
     def reject(self, transport: H3StreamTransport, status: int, reason: str) -> None:
         """Answer a request ourselves with an error status; the app never sees it."""

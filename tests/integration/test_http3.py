@@ -173,6 +173,10 @@ def test_connect_body_limit_and_request_trailers(tls_files: dict[str, str]) -> N
             too_big = await client.request("POST", "/", headers=[(b"content-length", b"100")],
                                            body=b"x" * 100)
             assert too_big.status == 413
+            # No content-length: the body is counted as it streams in.
+            streamed = await client.request("POST", "/", body=b"y" * 100)
+            assert streamed.status == 413
+            assert (await client.request("POST", "/", body=b"small")).status == 200
             # Request trailers end the body; ASGI has no place for their fields.
             stream_id = client.start_request("POST", "/", body=b"abc", end=False)
             client.h3.send_headers(stream_id, [(b"x-trailer", b"1")], end_stream=True)
