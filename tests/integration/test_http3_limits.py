@@ -229,6 +229,9 @@ def test_limit_concurrency_rejects_streams(tls_files: dict[str, str]) -> None:
             client.send_body(held, b"", True)
             await asyncio.wait_for(client.responses[held].done.wait(), 5)
             assert client.responses[held].status == 200
+            # The held request's task ends just after its response: once it has, the server
+            # serves again.
+            await wait_until(lambda: not server.server.server_state.tasks)
             assert (await client.request("GET", "/")).status == 200
 
     with run_server(echo_app, **h3_server_kwargs(tls_files, limit_concurrency=1)) as server:

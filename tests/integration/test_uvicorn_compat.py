@@ -85,7 +85,10 @@ def test_same_answers_as_uvicorn(app_name: str) -> None:
     uv_url = next(uvicorn_gen)
     rr_port, uv_port = rr_url.rsplit(":", 1)[1], uv_url.rsplit(":", 1)[1]
     try:
-        with httpx.Client(base_url=rr_url) as rr, httpx.Client(base_url=uv_url) as uv:
+        # A fresh connection per request: uvicorn closes a keep-alive connection after an app
+        # error, which would race with the client reusing it; answers are compared, not reuse.
+        fresh = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(base_url=rr_url, limits=fresh) as rr, httpx.Client(base_url=uv_url, limits=fresh) as uv:
             for method, path, headers, body in REQUESTS[app_name]:
                 a = rr.request(method, path, headers=headers, content=body)
                 b = uv.request(method, path, headers=headers, content=body)
