@@ -110,7 +110,7 @@ class Server:
         loop = asyncio.get_running_loop()
         self.update_default_headers()
         factory = self.protocol_factory(loop)
-        ssl_context = config.ssl if "h1" in config.protocols or "h2" in config.protocols else None
+        ssl_context = config.ssl
         if config.proxy_protocol != "off":
             # The PROXY header precedes the ClientHello: a plain TCP listener reads it, then
             # starts TLS itself (roadrunner/protocols/proxy_wrapper.py).
