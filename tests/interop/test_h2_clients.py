@@ -177,3 +177,32 @@ def test_h2load_no_failed_requests(transport: str, streams: int, tls_files: dict
         result = h2load(server.url + "/", "-n", "2000", "-c", "4", "-m", str(streams))
     assert result == {"total": 2000, "started": 2000, "done": 2000, "succeeded": 2000,
                       "failed": 0, "errored": 0, "2xx": 2000, "h2": 1}
+
+
+def test_h2load_against_max_concurrent_streams(tls_files: dict[str, str]) -> None:
+    with run_server(app, h2_max_concurrent_streams=8, **tls_kwargs(tls_files)) as server:
+        at_limit = h2load(server.url + "/", "-n", "1000", "-c", "2", "-m", "8")
+        over = h2load(server.url + "/", "-n", "1000", "-c", "2", "-m", "32")
+    assert at_limit["succeeded"] == 1000
+    assert (at_limit["failed"], at_limit["errored"]) == (0, 0)
+    # h2load writes its first 32 requests before it reads the server's SETTINGS (the limit is
+    # unbounded until then, RFC 9113 §6.5.2); the server refuses the streams beyond 8 with
+    # REFUSED_STREAM (§5.1.2), which h2load counts as errors and does not retry. Only those
+    # early streams may fail: at most 24 per connection, and every other request succeeds.
+    assert over["done"] == 1000
+    assert over["failed"] == over["errored"] <= 2 * (32 - 8)
+    assert over["succeeded"] == over["2xx"] == 1000 - over["failed"]
+
+
+def test_nghttp_small_windows_upload_and_download(tmp_path: Path) -> None:
+    # 64 KiB stream and connection windows on the client side (-w 16 -W 16): the server must
+    # wait for WINDOW_UPDATE (RFC 9113 §6.9) while sending the 1 MB echo back.
+    nghttp = require_tool("nghttp")
+    payload = bytes(range(251)) * 4200  # 1,054,200 bytes
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(payload)
+    with run_server(app, protocols="h1,h2", access_log=False) as server:
+        out = subprocess.run([nghttp, "-w", "16", "-W", "16", "-d", str(upload), server.url + "/echo"],
+                             capture_output=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == payload
