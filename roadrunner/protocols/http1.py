@@ -75,7 +75,15 @@ class H1Connection(asyncio.Protocol):
     """Shared HTTP/1.1 connection machinery; subclasses supply the parser."""
 
     supports_trailers = True
-    upgraded_to: asyncio.Protocol | None = None  # set when an Upgrade handed the socket over
+    # Slots, not a __dict__: an idle keep-alive connection is mostly this object.
+    __slots__ = (
+        "config", "app", "rewrite_scope", "state", "app_state", "loop", "root_path", "asgi_info",
+        "access_log", "limit_request_line", "limit_headers_size", "limit_fields", "limit_body",
+        "transport", "client", "server", "scheme", "parsing", "active", "pipeline", "keep_alive",
+        "closing", "read_paused", "write_paused", "drain_waiter", "timer", "bytes_in_request",
+        "body_received", "chunked", "expected_length", "sent_length", "response_keep_alive",
+        "head_response", "pending_head", "upgraded_to",
+    )
 
     def __init__(
         self,
@@ -107,7 +115,7 @@ class H1Connection(asyncio.Protocol):
         # Per-connection state.
         self.parsing: HTTPStream | None = None  # the request whose body is being parsed
         self.active: HTTPStream | None = None  # the request whose response is being written
-        self.pipeline: deque[HTTPStream] = deque()
+        self.pipeline: deque[HTTPStream] | None = None  # created on the first pipelined request
         self.keep_alive = True
         self.closing = False
         self.read_paused = False
@@ -122,6 +130,8 @@ class H1Connection(asyncio.Protocol):
         self.response_keep_alive = True
         self.head_response = False
         self.pending_head = b""
+        self.body_received = 0
+        self.upgraded_to: asyncio.Protocol | None = None  # set when an Upgrade took the socket
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -139,10 +149,10 @@ class H1Connection(asyncio.Protocol):
         self.state.connections.discard(self)
         self.closing = True
         self.cancel_timers()
-        for stream in (self.active, self.parsing, *self.pipeline):
+        for stream in (self.active, self.parsing, *(self.pipeline or ())):
             if stream is not None:
                 stream.feed_disconnect()
-        self.pipeline.clear()
+        self.pipeline = None
         if self.drain_waiter is not None and not self.drain_waiter.done():
             self.drain_waiter.set_result(None)
 
@@ -248,6 +258,8 @@ class H1Connection(asyncio.Protocol):
             self.run_stream(stream)
         else:
             # RFC 9112 §9.3.2: pipelined requests are answered in order; stop reading meanwhile.
+            if self.pipeline is None:
+                self.pipeline = deque()
             self.pipeline.append(stream)
             self.pause_reading()
 
@@ -576,9 +588,12 @@ class H1Connection(asyncio.Protocol):
 class HttpToolsConnection(H1Connection):
     """HTTP/1.1 over the httptools (llhttp) parser: the fast path."""
 
+    __slots__ = ("parser", "url", "headers", "header_size", "te_invalid")
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.parser = httptools.HttpRequestParser(self)
+        self.header_size = 0
         self.url = b""
         self.headers: Headers = []
         self.te_invalid = False
@@ -653,6 +668,8 @@ class HttpToolsConnection(H1Connection):
 
 class H11Connection(H1Connection):
     """HTTP/1.1 over h11: the strict, pure-Python path with the same behaviour."""
+
+    __slots__ = ("max_event", "h11", "head_bytes", "in_head")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
