@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import h11
 
+from roadrunner.asgi.scope import asgi_info, http_scope
 from roadrunner.asgi.stream import HTTPStream
 from roadrunner.logging import escape_control
 from roadrunner.protocols.timer import DeadlineTimer
@@ -56,11 +57,7 @@ ERROR_BODIES = {
     503: b"Service Unavailable",
 }
 LINGER_SECONDS = 2.0
-H1_EXTENSIONS: dict[str, dict[str, Any]] = {
-    "http.response.trailers": {},
-    "http.response.early_hint": {},
-    "http.response.pathsend": {},
-}
+
 
 
 class RequestRejected(Exception):
@@ -101,7 +98,7 @@ class H1Connection(asyncio.Protocol):
         self.app_state = app_state
         self.loop = _loop or asyncio.get_event_loop()
         self.root_path = config.root_path
-        self.asgi_info = {"version": config.asgi_version, "spec_version": "2.5"}
+        self.asgi_info = asgi_info(config.asgi_version)
         # Formatting access lines costs per request: skip it when nobody listens.
         self.access_log = config.access_log and access_logger.hasHandlers()
         self.limit_request_line = config.limit_request_line
@@ -221,27 +218,14 @@ class H1Connection(asyncio.Protocol):
             raw_path = (url.path or "/").encode("ascii")
             query = url.query.encode("ascii")
         raw_path = raw_path.split(b"#", 1)[0]
-        path = raw_path.decode("latin-1")
-        if "%" in path:
-            path = urllib.parse.unquote(path)
         if self.limit_body is not None and content_length is not None and content_length > self.limit_body:
             raise RequestRejected(413, "request body too large")
-        scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": self.asgi_info,
-            "http_version": http_version,
-            "server": self.server,
-            "client": self.client,
-            "scheme": self.scheme,
-            "method": method.decode("ascii"),
-            "root_path": self.root_path,
-            "path": self.root_path + path,
-            "raw_path": self.root_path.encode("ascii") + raw_path if self.root_path else raw_path,
-            "query_string": query,
-            "headers": headers,
-            "state": self.app_state.copy(),
-            "extensions": dict(H1_EXTENSIONS),
-        }
+        scope = http_scope(
+            asgi=self.asgi_info, http_version=http_version, server=self.server,
+            client=self.client, scheme=self.scheme, method=method.decode("ascii"),
+            root_path=self.root_path, raw_path=raw_path, query_string=query, headers=headers,
+            app_state=self.app_state,
+        )
         if self.rewrite_scope is not None:
             self.rewrite_scope(scope)
         has_body = chunked or bool(content_length)

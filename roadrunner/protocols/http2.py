@@ -12,7 +12,6 @@ import base64
 import binascii
 import logging
 import time
-import urllib.parse
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +39,7 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
+from roadrunner.asgi.scope import asgi_info, http_scope
 from roadrunner.asgi.stream import HTTPStream
 
 if TYPE_CHECKING:
@@ -363,6 +363,7 @@ class Http2Connection(asyncio.Protocol):
         self.loop = _loop or asyncio.get_event_loop()
         self.access_log = config.access_log
         self.root_path = config.root_path
+        self.asgi_info = asgi_info(config.asgi_version)
         self.h2 = new_h2_state(config)
         self.streams: dict[int, H2StreamTransport] = {}
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
@@ -580,30 +581,12 @@ class Http2Connection(asyncio.Protocol):
             # RFC 9113 §8.3.1: :authority stands in for Host; ASGI apps read Host.
             regular.insert(0, (b"host", authority))
         raw_path, _, query = path.partition(b"?")
-        decoded = raw_path.decode("latin-1")
-        if "%" in decoded:
-            decoded = urllib.parse.unquote(decoded)
-        root = self.root_path
-        return {
-            "type": "http",
-            "asgi": {"version": self.config.asgi_version, "spec_version": "2.5"},
-            "http_version": "2",
-            "server": self.server,
-            "client": self.client,
-            "scheme": scheme.decode("latin-1"),
-            "method": method.decode("latin-1"),
-            "root_path": root,
-            "path": root + decoded,
-            "raw_path": root.encode("ascii") + raw_path if root else raw_path,
-            "query_string": query,
-            "headers": regular,
-            "state": self.app_state.copy(),
-            "extensions": {
-                "http.response.trailers": {},
-                "http.response.early_hint": {},
-                "http.response.pathsend": {},
-            },
-        }, 0
+        return http_scope(
+            asgi=self.asgi_info, http_version="2", server=self.server, client=self.client,
+            scheme=scheme.decode("latin-1"), method=method.decode("latin-1"),
+            root_path=self.root_path, raw_path=raw_path, query_string=query, headers=regular,
+            app_state=self.app_state,
+        ), 0
 
     def run_stream(self, stream: H2StreamTransport, scope: dict[str, Any]) -> None:
         expect_continue = wants_trailers = False

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -43,6 +42,7 @@ from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
 
+from roadrunner.asgi.scope import asgi_info, http_scope
 from roadrunner.asgi.stream import HTTPStream
 from roadrunner.logging import escape_control
 
@@ -539,30 +539,13 @@ class Http3Connection:
             self.reject(transport, 413, "request body too large")
             return
         raw_path, _, query = path_value.partition(b"?")
-        path = raw_path.decode("latin-1")
-        if "%" in path:
-            path = urllib.parse.unquote(path)
-        root_path = self.config.root_path
-        scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": {"version": self.config.asgi_version, "spec_version": "2.5"},
-            "http_version": "3",
-            "server": self.server_address,
-            "client": self.client,
-            "scheme": pseudo.get(b":scheme", b"https").decode("ascii", "replace"),
-            "method": method.decode("ascii", "replace"),
-            "root_path": root_path,
-            "path": root_path + path,
-            "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
-            "query_string": query,
-            "headers": fields,
-            "state": self.app_state.copy(),
-            "extensions": {
-                "http.response.trailers": {},
-                "http.response.early_hint": {},
-                "http.response.pathsend": {},
-            },
-        }
+        scope = http_scope(
+            asgi=asgi_info(self.config.asgi_version), http_version="3",
+            server=self.server_address, client=self.client,
+            scheme=pseudo.get(b":scheme", b"https").decode("ascii", "replace"),
+            method=method.decode("ascii", "replace"), root_path=self.config.root_path,
+            raw_path=raw_path, query_string=query, headers=fields, app_state=self.app_state,
+        )
         stream = HTTPStream(scope, transport, self.state, self.access_log, more_body=not ended)
         stream.wants_trailers = True  # RFC 9114 §4.1: trailers are always possible
         transport.stream = stream
