@@ -217,7 +217,10 @@ class HTTPStream:
             raise RuntimeError(f"Unexpected ASGI message '{message_type}' sent, after response already completed.")
         if message_type == "http.response.body" and not self.body_ended:
             body, more_body = validate_response_body(message)
-            await self.write_body(body, more_body)
+            if more_body:
+                await self.write_body(body, True)
+            else:
+                self.end_body(body)  # the common last chunk: no coroutine needed
         elif message_type == "http.response.pathsend" and not self.body_ended:
             await self.send_path(message)
         elif message_type == "http.response.trailers" and self.expects_trailers and self.body_ended:
@@ -249,7 +252,13 @@ class HTTPStream:
         if more_body:
             self.transport.write_body(body, False)
             await self.transport.drain()
-            return
+        else:
+            self.end_body(body)
+
+    def end_body(self, body: bytes) -> None:
+        """The last body chunk: it ends the stream unless trailers follow."""
+        if self.head_request:
+            body = b""
         self.body_ended = True
         self.transport.write_body(body, not self.expects_trailers)
         if not self.expects_trailers:

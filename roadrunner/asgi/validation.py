@@ -61,9 +61,11 @@ def validate_response_start(message: dict[str, Any]) -> tuple[int, Headers, bool
 
 def validate_response_body(message: dict[str, Any]) -> tuple[bytes, bool]:
     body = message.get("body", b"")
-    if not isinstance(body, (bytes, bytearray, memoryview)):
-        raise InvalidMessage(f"'body' must be bytes, got {type(body).__name__}.")
-    return bytes(body), bool(message.get("more_body", False))
+    if type(body) is not bytes:
+        if not isinstance(body, (bytes, bytearray, memoryview)):
+            raise InvalidMessage(f"'body' must be bytes, got {type(body).__name__}.")
+        body = bytes(body)
+    return body, bool(message.get("more_body", False))
 
 
 def validate_trailers(message: dict[str, Any]) -> tuple[Headers, bool]:
