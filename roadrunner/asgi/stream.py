@@ -216,8 +216,10 @@ class HTTPStream:
         if self.response_complete:
             raise RuntimeError(f"Unexpected ASGI message '{message_type}' sent, after response already completed.")
         if message_type == "http.response.body" and not self.body_ended:
-            body, more_body = validate_response_body(message)
-            if more_body:
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                body, _ = validate_response_body(message)
+            if message.get("more_body", False):
                 await self.write_body(body, True)
             else:
                 self.end_body(body)  # the common last chunk: no coroutine needed
@@ -280,7 +282,8 @@ class HTTPStream:
 
     def finish_response(self) -> None:
         self.response_complete = True
-        self.wake()
+        if self.waiter is not None:
+            self.wake()
         if self.access_log:
             self.log_access()
         self.transport.response_complete()

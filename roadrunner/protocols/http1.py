@@ -194,7 +194,7 @@ class H1Connection(asyncio.Protocol):
         self, method: bytes, target: bytes, http_version: str, headers: Headers
     ) -> None:
         """A complete request head: validate it, build the scope and queue or start the stream."""
-        self.timer.disarm()
+        self.timer.callback = None  # the header-read deadline is met (DeadlineTimer.disarm)
         self.bytes_in_request = 0
         content_length, chunked, expect_continue, keep_alive, wants_trailers, upgrade = (
             self.check_headers(headers, http_version)
