@@ -19,6 +19,18 @@ JSON_DOCUMENT: dict[str, Any] = {"message": "Hello, world!", "id": 42, "ok": Tru
 LARGE_BODY_SIZE = 1024 * 1024
 LARGE_BODY = b"x" * LARGE_BODY_SIZE
 
+STREAM_CHUNK = b"s" * 4096
+STREAM_CHUNKS = 4  # /stream: 4 x 4 KiB body messages, no Content-Length
+DOWNLOAD_BODY_SIZE = 10 * LARGE_BODY_SIZE  # /download: 10 MiB, sent as ten 1 MiB messages
+
+# gzip_response: a ~16 KiB JSON document, serialised once (the scenario measures compression).
+JSON_16K_DOCUMENT: dict[str, Any] = {"items": [
+    {"id": i, "name": f"item-{i:04d}", "price": round(i * 1.37, 2),
+     "tags": ["alpha", "beta", "gamma"][:i % 3 + 1], "in_stock": i % 2 == 0}
+    for i in range(172)
+]}
+JSON_16K_BODY = json.dumps(JSON_16K_DOCUMENT).encode()
+
 TEXT = (b"content-type", b"text/plain; charset=utf-8")
 JSON = (b"content-type", b"application/json")
 OCTETS = (b"content-type", b"application/octet-stream")
@@ -52,10 +64,30 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
+async def _websocket_echo(scope: Scope, receive: Receive, send: Send) -> None:
+    """/ws: accept, then echo every message as it came (text as text, bytes as bytes)."""
+    await receive()  # websocket.connect
+    if scope["path"] != "/ws":
+        await send({"type": "websocket.close", "code": 1008})  # refused: 403 on the wire
+        return
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})
+
+
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
-    """Route by path: /hello, /json, /echo, /large, /headers; anything else is 404."""
+    """Route by path: /hello, /json, /echo, /large, /stream, /download, /headers; else 404."""
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
+        return
+    if scope["type"] == "websocket":
+        await _websocket_echo(scope, receive, send)
         return
     if scope["type"] != "http":
         return
@@ -68,6 +100,19 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await _respond(send, 200, OCTETS, await _read_body(receive))
     elif path == "/large":
         await _respond(send, 200, OCTETS, LARGE_BODY)
+    elif path == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": [OCTETS]})
+        for i in range(STREAM_CHUNKS):
+            more = i < STREAM_CHUNKS - 1
+            await send({"type": "http.response.body", "body": STREAM_CHUNK, "more_body": more})
+    elif path == "/download":
+        length = (b"content-length", str(DOWNLOAD_BODY_SIZE).encode("ascii"))
+        await send({"type": "http.response.start", "status": 200, "headers": [OCTETS, length]})
+        for i in range(DOWNLOAD_BODY_SIZE // LARGE_BODY_SIZE):
+            more = (i + 1) * LARGE_BODY_SIZE < DOWNLOAD_BODY_SIZE
+            await send({"type": "http.response.body", "body": LARGE_BODY, "more_body": more})
+    elif path == "/json16k":
+        await _respond(send, 200, JSON, JSON_16K_BODY)
     elif path == "/headers":
         # The body is the number of request headers, so the check sees all 30 arrived.
         await _respond(send, 200, TEXT, str(len(scope["headers"])).encode("ascii"))

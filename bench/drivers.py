@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from bench.h2load import H2loadDriver
+from bench.h3 import H3Driver
 from bench.results import LoadResult
 from bench.scenarios import LoadScenario
 from bench.wrk import WrkDriver
@@ -24,3 +26,6 @@ class LoadDriver(Protocol):
 
 
 DRIVERS: dict[str, LoadDriver] = {"wrk": WrkDriver()}
+DRIVERS["h2load"] = H2loadDriver(tls=True)  # h2 by ALPN over TLS
+DRIVERS["h2load-h2c"] = H2loadDriver(tls=False)  # cleartext, prior knowledge
+DRIVERS["h3"] = H3Driver()

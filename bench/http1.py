@@ -6,7 +6,9 @@ Just enough to encode a scenario's request and to tell when a response is comple
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 
@@ -76,9 +78,22 @@ def parse_response(buffer: bytes) -> Response | None:
     return Response(status, headers, buffer[start:start + length], start + length)
 
 
-def fetch(host: str, port: int, request: Request, timeout: float = 5.0) -> Response:
-    """Send one request on a new connection and read its response."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+def _client_tls() -> ssl.SSLContext:
+    """TLS for the harness's checks of its own self-signed servers: HTTP/1.1 by ALPN."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def fetch(host: str, port: int, request: Request, timeout: float = 5.0,
+          tls: bool = False) -> Response:
+    """Send one request on a new connection (over TLS if asked) and read its response."""
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(socket.create_connection((host, port), timeout=timeout))
+        if tls:
+            sock = stack.enter_context(_client_tls().wrap_socket(sock, server_hostname=host))
         sock.sendall(encode_request(request, f"{host}:{port}"))
         buffer = b""
         deadline = time.monotonic() + timeout

@@ -69,7 +69,8 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.spec.name} exited at start:\n{self.log_tail()}")
             try:
-                response = fetch(self.launch.host, self.launch.port, READY_REQUEST, timeout=2.0)
+                response = fetch(self.launch.host, self.launch.port, READY_REQUEST, timeout=2.0,
+                                 tls=self.launch.tls)
             except OSError:
                 time.sleep(0.1)
                 continue

@@ -16,6 +16,8 @@ class LoadResult:
     p99_s: float
     socket_errors: int = 0
     bad_responses: int = 0  # non-2xx/3xx
+    bytes_per_s: float | None = None  # response body throughput, where the driver measures it
+    client_cpu_seconds: float | None = None  # a Python load generator's own CPU time
 
 
 @dataclass(frozen=True)

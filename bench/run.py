@@ -95,7 +95,9 @@ def raise_open_files(needed: int) -> None:
 
 def check_response(scenario: LoadScenario, port: int) -> None:
     """One request before loading: the server must answer this scenario correctly."""
-    response = fetch(HOST, port, scenario.request, timeout=10)
+    # A driver with its own protocol (h2, h3) checks with a client that speaks it.
+    fetcher = getattr(DRIVERS[scenario.driver], "fetch", fetch)
+    response = fetcher(HOST, port, scenario.request, timeout=10)
     if response.status != 200:
         raise CheckFailed(f"status {response.status}")
     if scenario.expect_body is not None and response.body != scenario.expect_body:
@@ -146,7 +148,7 @@ def describe(sample: LoadSample | IdleSample) -> str:
 
 def measure(spec: ServerSpec, scenario: Scenario, args: argparse.Namespace,
             workdir: Path) -> LoadSample | IdleSample:
-    launch = Launch(HOST, free_port(HOST))
+    launch = Launch(HOST, free_port(HOST), protocols=scenario.requires)
     log = workdir / f"{spec.name}-{scenario.name}.log"
     with ServerProcess(spec, launch, SERVER_CPU, log, ROOT) as server:
         if isinstance(scenario, LoadScenario):

@@ -9,7 +9,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from bench.apps import HELLO_BODY, JSON_DOCUMENT, LARGE_BODY_SIZE
+from bench.apps import (
+    DOWNLOAD_BODY_SIZE,
+    HELLO_BODY,
+    JSON_DOCUMENT,
+    LARGE_BODY_SIZE,
+    STREAM_CHUNK,
+    STREAM_CHUNKS,
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class LoadScenario:
     driver: str = "wrk"
     connections: int = 64
     requires: frozenset[str] = field(default_factory=lambda: frozenset({"h1"}))
+    streams: int = 1  # concurrent requests per connection (h2load -m, the h3 client's streams)
 
 
 @dataclass(frozen=True)
@@ -90,4 +98,50 @@ register(LoadScenario(
 register(IdleScenario(
     name="idle_connections", title="5,000 idle keep-alive connections (one request each)",
     connections=5000,
+))
+
+# HTTP/2: h2load (one thread), over TLS with h2 chosen by ALPN unless the name says h2c.
+H2 = frozenset({"h2"})
+register(LoadScenario(
+    name="h2_hello", title="HTTP/2 over TLS: GET /hello",
+    request=Request(path="/hello"), expect_body=HELLO_BODY, driver="h2load", requires=H2,
+))
+register(LoadScenario(
+    name="h2c_hello", title="HTTP/2 cleartext (prior knowledge): GET /hello",
+    request=Request(path="/hello"), expect_body=HELLO_BODY, driver="h2load-h2c",
+    requires=frozenset({"h2c"}),
+))
+register(LoadScenario(
+    name="h2_echo", title="HTTP/2 over TLS: POST /echo, 4 KiB body echoed back",
+    request=Request(method="POST", path="/echo", body=ECHO_BODY,
+                    headers=(("content-type", "application/octet-stream"),)),
+    expect_body=ECHO_BODY, driver="h2load", requires=H2,
+))
+register(LoadScenario(
+    name="h2_multistream", title="HTTP/2 over TLS: GET /hello, 16 concurrent streams per connection",
+    request=Request(path="/hello"), expect_body=HELLO_BODY, driver="h2load", requires=H2,
+    connections=8, streams=16,
+))
+register(LoadScenario(
+    name="h2_streaming", title="HTTP/2 over TLS: GET /stream, 4 x 4 KiB body messages",
+    request=Request(path="/stream"), expect_body=STREAM_CHUNK * STREAM_CHUNKS, driver="h2load",
+    requires=H2,
+))
+register(LoadScenario(
+    name="h2_large_response", title="HTTP/2 over TLS: GET /large, 1 MiB body",
+    request=Request(path="/large"), expect_body_length=LARGE_BODY_SIZE, driver="h2load",
+    requires=H2, connections=16,
+))
+
+# HTTP/3: bench/h3client.py (aioquic), the same client for every server.
+H3 = frozenset({"h3"})
+register(LoadScenario(
+    name="h3_hello", title="HTTP/3: GET /hello, 4 connections x 16 concurrent streams",
+    request=Request(path="/hello"), expect_body=HELLO_BODY, driver="h3", requires=H3,
+    connections=4, streams=16,
+))
+register(LoadScenario(
+    name="h3_download", title="HTTP/3: GET /download, 10 MiB body (throughput)",
+    request=Request(path="/download"), expect_body_length=DOWNLOAD_BODY_SIZE, driver="h3",
+    requires=H3, connections=1, streams=1,
 ))

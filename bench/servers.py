@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 
+from bench.tls import bench_certificate
+
 APP = "bench.apps:app"
 
 
@@ -22,6 +24,13 @@ class Launch:
     port: int
     keep_alive: int = 600
     backlog: int = 4096
+    # The scenario's protocols: "h2" is HTTP/2 over TLS (ALPN), "h2c" cleartext HTTP/2 with
+    # prior knowledge, "h3" HTTP/3 over QUIC on the same port number (UDP) plus TLS on TCP.
+    protocols: frozenset[str] = frozenset({"h1"})
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.protocols & {"h2", "h3"})
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,25 @@ def _roadrunner(launch: Launch) -> list[str]:
         "roadrunner", APP, "--host", launch.host, "--port", str(launch.port),
         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
         "--timeout-keep-alive", str(launch.keep_alive), "--backlog", str(launch.backlog),
-    )
+    ) + _roadrunner_protocols(launch)
+
+
+def _roadrunner_protocols(launch: Launch) -> list[str]:
+    """--protocols (h2c needs h2 listed; TLS offers h2 by ALPN) and the certificate."""
+    if "h3" in launch.protocols:
+        protocols = "h1,h2,h3"
+    elif launch.protocols & {"h2", "h2c"}:
+        protocols = "h1,h2"
+    else:
+        return []
+    return ["--protocols", protocols, *_tls_flags(launch, "--ssl-certfile", "--ssl-keyfile")]
+
+
+def _tls_flags(launch: Launch, cert_flag: str, key_flag: str) -> list[str]:
+    if not launch.tls:
+        return []
+    files = bench_certificate()
+    return [cert_flag, str(files.certfile), key_flag, str(files.keyfile)]
 
 
 def _uvicorn(launch: Launch) -> list[str]:
@@ -66,6 +93,9 @@ def _hypercorn(launch: Launch) -> list[str]:
         "hypercorn", APP, "--bind", f"{launch.host}:{launch.port}", "--workers", "1",
         "--worker-class", "uvloop", "--log-level", "warning",
         "--keep-alive", str(launch.keep_alive), "--backlog", str(launch.backlog),
+    ) + _tls_flags(launch, "--certfile", "--keyfile") + (
+        # hypercorn serves HTTP/3 only on an extra QUIC bind; the same port number, over UDP.
+        ["--quic-bind", f"{launch.host}:{launch.port}"] if "h3" in launch.protocols else []
     )
 
 
@@ -76,7 +106,7 @@ def _granian(launch: Launch) -> list[str]:
         "--port", str(launch.port), "--workers", "1", "--runtime-threads", "1",
         "--loop", "uvloop", "--no-access-log", "--log-level", "warning",
         "--backlog", str(launch.backlog),
-    )
+    ) + _tls_flags(launch, "--ssl-certificate", "--ssl-keyfile")  # --http auto: h2 by ALPN
 
 
 def _gunicorn(worker_class: str) -> Callable[[Launch], list[str]]:
@@ -105,18 +135,18 @@ def register(spec: ServerSpec) -> ServerSpec:
 
 register(ServerSpec(
     "roadrunner", "roadrunner (httptools, uvloop)", "roadrunner", _roadrunner,
-    frozenset({"h1", "h2", "ws", "h3"}),
+    frozenset({"h1", "h2", "h2c", "ws", "h3"}),
 ))
 register(ServerSpec(
     "uvicorn", "uvicorn (httptools, uvloop)", "uvicorn", _uvicorn, frozenset({"h1", "ws"}),
 ))
 register(ServerSpec(
     "hypercorn", "hypercorn (uvloop worker class)", "hypercorn", _hypercorn,
-    frozenset({"h1", "h2", "ws", "h3"}),
+    frozenset({"h1", "h2", "h2c", "ws", "h3"}),
 ))
 register(ServerSpec(
     "granian", "granian (ASGI interface, uvloop, 1 runtime thread)", "granian", _granian,
-    frozenset({"h1", "h2", "ws"}),
+    frozenset({"h1", "h2", "h2c", "ws"}),
 ))
 register(ServerSpec(
     "gunicorn-uvicorn", "gunicorn -k uvicorn.workers.UvicornWorker", "gunicorn",
