@@ -109,8 +109,72 @@ def _load_section(run: Run, scenario: LoadScenario) -> list[str]:
             _errors(cell),
         ])
     return [f"### {scenario.name}: {scenario.title}", "",
-            f"wrk: 1 thread, {scenario.connections} connections.", "",
+            _load_client(scenario), *_client_notes(run, scenario), "",
             *_table(header, rows), ""]
+
+
+def _load_client(scenario: LoadScenario) -> str:
+    """Which load generator ran, with how many connections (and streams per connection)."""
+    if scenario.driver == "wrk":
+        return f"wrk: 1 thread, {scenario.connections} connections."
+    if scenario.driver.startswith("h2load"):
+        how = "cleartext h2c, prior knowledge" if scenario.driver == "h2load-h2c" \
+            else "TLS 1.3, h2 by ALPN"
+        return (f"h2load: 1 thread, {scenario.connections} connections x {scenario.streams} "
+                f"concurrent streams ({how}); errors are h2load's failed requests.")
+    return (f"{scenario.driver} (bench/h3client.py, aioquic): {scenario.connections} QUIC "
+            f"connection(s) x {scenario.streams} concurrent streams.")
+
+
+def _client_notes(run: Run, scenario: LoadScenario) -> list[str]:
+    """Body throughput and a Python client's own CPU, where the driver measured them."""
+    notes = []
+    for spec in run.servers:
+        cell = run.cells.get((spec.name, scenario.name))
+        samples = cell.load_samples() if cell else []
+        rates = [s.load.bytes_per_s for s in samples if s.load.bytes_per_s is not None]
+        cpus = [s.load.client_cpu_seconds for s in samples
+                if s.load.client_cpu_seconds is not None]
+        parts = []
+        if rates and scenario.expect_body_length:
+            parts.append(f"{median(rates) / 2**20:.2f} MiB/s body throughput (median; runs "
+                         + " / ".join(f"{r / 2**20:.2f}" for r in rates) + ")")
+        if cpus:
+            parts.append("client CPU " + " / ".join(f"{c:.1f}" for c in cpus)
+                         + f" s per {run.settings['duration']} s run")
+        if parts:
+            notes.append(f"- {spec.name}: " + "; ".join(parts))
+    return ["", *notes] if notes else []
+
+
+def median_bytes_per_s(cell: Cell | None) -> float | None:
+    rates = [s.load.bytes_per_s for s in (cell.load_samples() if cell else [])
+             if s.load.bytes_per_s is not None]
+    return median(rates) if rates else None
+
+
+# (scenario, peer, minimum ratio of roadrunner to the peer, measure) from issues 4 and 5.
+PROTOCOL_TARGETS = [
+    ("h2_hello", "hypercorn", 8.0, "req/s"),
+    ("h2_hello", "granian", 0.5, "req/s"),
+    ("h3_hello", "hypercorn", 2.0, "req/s"),
+    ("h3_download", "hypercorn", 2.0, "MiB/s"),
+]
+
+
+def protocol_targets(run: Run) -> list[str]:
+    """The HTTP/2 and HTTP/3 targets: roadrunner against a peer in the same run."""
+    lines = []
+    for scenario, peer, minimum, measure in PROTOCOL_TARGETS:
+        pick = median_bytes_per_s if measure == "MiB/s" else median_rps
+        ours = pick(run.cells.get(("roadrunner", scenario)))
+        theirs = pick(run.cells.get((peer, scenario)))
+        if ours and theirs:
+            ratio = ours / theirs
+            verdict = "met" if ratio >= minimum else "MISSED"
+            lines.append(f"- {scenario} {measure}, roadrunner ÷ {peer}: **{ratio:.2f}x** "
+                         f"(target ≥ {minimum}x): {verdict}")
+    return lines
 
 
 def _idle_section(run: Run, scenario: IdleScenario) -> list[str]:
@@ -157,7 +221,7 @@ def targets(run: Run) -> list[str]:
         verdict = "met" if idle <= IDLE_BYTES_TARGET else "MISSED"
         lines.append(f"- memory per idle keep-alive connection, roadrunner: **{idle:,.0f} bytes** "
                      f"(target ≤ {IDLE_BYTES_TARGET:,} bytes): {verdict}")
-    return lines
+    return lines + protocol_targets(run)
 
 
 def render_markdown(run: Run) -> str:
