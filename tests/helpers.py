@@ -115,3 +115,13 @@ def capture_logs(name: str) -> Iterator[LogRecords]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+
+
+async def read_body(receive: Any) -> bytes:
+    """Receive a whole request body in an ASGI app under test."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return bytes(body)

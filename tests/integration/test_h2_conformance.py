@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hyperframe.frame import DataFrame, GoAwayFrame, PingFrame, SettingsFrame, WindowUpdateFrame
 
-from tests.helpers import RunningServer, run_server
+from tests.helpers import RunningServer, read_body, run_server
 from tests.integration.test_http2_support import RawH2, request_headers
 
 NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x3
@@ -33,12 +33,7 @@ def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok:%d" % len(body)})
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import raw_request, run_server, status_of
+from tests.helpers import raw_request, read_body, run_server, status_of
 
 pytestmark = pytest.mark.parametrize("http", ["httptools", "h11"])
 
@@ -19,12 +19,7 @@ pytestmark = pytest.mark.parametrize("http", ["httptools", "h11"])
 async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Echo the request body; report method, path and a few scope fields in headers."""
     assert scope["type"] == "http"
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
     await send({
         "type": "http.response.start",
         "status": 200,

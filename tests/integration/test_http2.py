@@ -14,7 +14,7 @@ import pytest
 from hyperframe.frame import GoAwayFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame
 
 from roadrunner.protocols.http2 import guard_counters
-from tests.helpers import run_server
+from tests.helpers import read_body, run_server
 from tests.integration.test_http2_support import RawH2, request_headers
 
 PROTOCOL_ERROR, REFUSED_STREAM, CANCEL = 0x1, 0x7, 0x8
@@ -22,12 +22,7 @@ PROTOCOL_ERROR, REFUSED_STREAM, CANCEL = 0x1, 0x7, 0x8
 
 async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Answers with what the server told the app: the scope and the request body."""
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
     headers = dict(scope["headers"])
     text = (
         f"{scope['http_version']}|{scope['method']}|{scope['scheme']}|{scope['path']}|"

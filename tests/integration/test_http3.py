@@ -10,19 +10,14 @@ from typing import Any
 import pytest
 
 from roadrunner.config import Config, ConfigError
-from tests.helpers import run_server
+from tests.helpers import read_body, run_server
 from tests.integration.test_http3_helpers import h3_connect, h3_server_kwargs
 
 
 async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Echo the request body; report the scope in headers."""
     assert scope["type"] == "http"
-    body = bytearray()
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
     await send({
         "type": "http.response.start",
         "status": 200,

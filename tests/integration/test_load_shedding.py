@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from roadrunner.cli import main
 from roadrunner.config import Config, ConfigError
-from tests.helpers import raw_request, run_server, status_of
+from tests.helpers import raw_request, read_body, run_server, status_of
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 HELD = b"POST /held HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n"
@@ -32,12 +32,7 @@ async def holding_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": b"started", "more_body": True})
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
     await send({"type": "http.response.body", "body": b" done:" + body})
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import run_server
+from tests.helpers import read_body, run_server
 from tests.integration.test_http3_helpers import h3_server_kwargs
 from tests.interop.conftest import require_tool
 
@@ -17,12 +17,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """GET answers with the HTTP version; POST echoes the body."""
     if scope["type"] != "http":
         return
-    body = bytearray()
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
     if scope["method"] == "GET":
         body = bytearray(b"hello over HTTP/" + scope["http_version"].encode())
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
