@@ -12,7 +12,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from email.utils import formatdate
 from typing import Any, Protocol
 
@@ -45,8 +45,16 @@ class ServerState:
         self.default_header_block = b""
 
     @property
-    def h1_default_headers(self) -> list[tuple[bytes, bytes]]:
+    def h1_default_headers(self) -> list[tuple[bytes, bytes]]:  # TODO: remove once unused
         return self.default_headers
+
+    def start_task(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run one request's (or WebSocket's) app: counted, and tracked for graceful drain."""
+        task = loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        self.total_requests += 1
+        return task
 
     def set_default_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
         self.default_headers = headers

@@ -400,11 +400,7 @@ class H1Connection(asyncio.Protocol):
         ):
             logger.warning("Exceeded concurrency limit.")
             app = self.service_unavailable
-        task = self.loop.create_task(stream.run(app))
-        stream.task = task
-        state.tasks.add(task)
-        task.add_done_callback(state.tasks.discard)
-        state.total_requests += 1
+        stream.task = state.start_task(self.loop, stream.run(app))
 
     async def service_unavailable(self, scope: Any, receive: Any, send: Any) -> None:
         """Load shedding answer: 503 with Retry-After so clients back off (RFC 9110 §15.6.4)."""

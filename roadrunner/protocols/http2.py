@@ -610,11 +610,7 @@ class Http2Connection(asyncio.Protocol):
         if soft is not None and len(state.tasks) >= soft:
             logger.warning("Exceeded concurrency limit.")
             app = self.service_unavailable
-        task = self.loop.create_task(http.run(app))
-        http.task = task
-        state.tasks.add(task)
-        task.add_done_callback(state.tasks.discard)
-        state.total_requests += 1
+        http.task = state.start_task(self.loop, http.run(app))
 
     async def service_unavailable(self, scope: Any, receive: Any, send: Any) -> None:
         """Load shedding: 503 with Retry-After (RFC 9110 §15.6.4)."""
