@@ -8,9 +8,12 @@ from typing import Protocol
 
 from bench.h2load import H2loadDriver
 from bench.h3 import H3Driver
+from bench.middleware import GzipWrkDriver
 from bench.results import LoadResult
 from bench.scenarios import LoadScenario
+from bench.unpinned import UnpinnedWrk
 from bench.wrk import WrkDriver
+from bench.ws import WsDriver
 
 
 class LoadDriver(Protocol):
@@ -29,3 +32,6 @@ DRIVERS: dict[str, LoadDriver] = {"wrk": WrkDriver()}
 DRIVERS["h2load"] = H2loadDriver(tls=True)  # h2 by ALPN over TLS
 DRIVERS["h2load-h2c"] = H2loadDriver(tls=False)  # cleartext, prior knowledge
 DRIVERS["h3"] = H3Driver()
+DRIVERS["ws"] = WsDriver()  # bench/ws.py: WebSocket echo, one asyncio process
+DRIVERS["wrk-gzip"] = GzipWrkDriver()  # wrk; the pre-run check wants a gzip answer
+DRIVERS["wrk-unpinned"] = UnpinnedWrk()  # wrk on every core (the multi-worker section)

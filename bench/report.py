@@ -82,14 +82,16 @@ def _errors(cell: Cell) -> str:
 
 
 def _load_section(run: Run, scenario: LoadScenario) -> list[str]:
-    baseline = median_rps(run.cells.get((BASELINE, scenario.name)))
-    header = ["server", "req/s (median)", f"÷ {BASELINE}", "runs (req/s)", "p50 ms", "p99 ms",
+    baseline = median_rps(run.cells.get((scenario.baseline, scenario.name)))
+    header = ["server", "req/s (median)", f"÷ {scenario.baseline}", "runs (req/s)", "p50 ms",
+              "p99 ms",
               "CPU-s / 10k req", "RSS MiB", "errors"]
     rows = []
     for spec in run.servers:
         cell = run.cells.get((spec.name, scenario.name))
         if not scenario.requires <= spec.supports:
-            rows.append([spec.name, "n/a"] + [""] * (len(header) - 2))
+            if not spec.variant:  # a variant exists for its own scenarios only
+                rows.append([spec.name, "n/a"] + [""] * (len(header) - 2))
             continue
         if cell is None:
             continue
@@ -117,6 +119,18 @@ def _load_client(scenario: LoadScenario) -> str:
     """Which load generator ran, with how many connections (and streams per connection)."""
     if scenario.driver == "wrk":
         return f"wrk: 1 thread, {scenario.connections} connections."
+    if scenario.driver == "ws":
+        return (f"bench/ws.py (asyncio on uvloop, one process): {scenario.connections} WebSocket "
+                f"connections, each sending a {len(scenario.request.body):,}-byte text message and "
+                "awaiting its echo in a loop; req/s is echoed messages per second and CPU-s / 10k "
+                "req is per 10k messages. uvicorn's default (`--ws auto`) is websockets-sansio.")
+    if scenario.driver == "wrk-gzip":
+        return (f"wrk: 1 thread, {scenario.connections} connections, `Accept-Encoding: gzip`; the "
+                "pre-run check requires `Content-Encoding: gzip` and decodes the body.")
+    if scenario.driver == "wrk-unpinned":
+        return (f"wrk: 1 thread, {scenario.connections} connections. **Nothing is pinned here**: "
+                "servers and wrk may use both cores (`taskset -c 0-1`) and wrk competes with the "
+                "workers; CPU-s / 10k req is the server's whole process tree, master included.")
     if scenario.driver.startswith("h2load"):
         how = "cleartext h2c, prior knowledge" if scenario.driver == "h2load-h2c" \
             else "TLS 1.3, h2 by ALPN"
@@ -177,6 +191,38 @@ def protocol_targets(run: Run) -> list[str]:
     return lines
 
 
+WS_RATIO_TARGET = 1.3  # issue 7: roadrunner's echo throughput over the best Python peer's
+
+
+def _peer_medians(run: Run, scenario: str, ours: str) -> dict[str, float]:
+    medians = {server: median_rps(cell) for (server, name), cell in run.cells.items()
+               if name == scenario and server != ours}
+    return {server: rps for server, rps in medians.items() if rps}
+
+
+def extra_targets(run: Run) -> list[str]:
+    """WebSocket echo against the best peer (with and without granian, whose core is Rust), and
+    the gzip comparison (no numeric target: the ratio is stated)."""
+    lines = []
+    ours = median_rps(run.cells.get(("roadrunner", "ws_echo")))
+    peers = _peer_medians(run, "ws_echo", "roadrunner")
+    pools = [("best peer", peers),
+             ("best pure-Python peer", {n: r for n, r in peers.items() if "granian" not in n})]
+    for label, pool in pools:
+        if ours and pool:
+            best = max(pool, key=lambda name: pool[name])
+            ratio = ours / pool[best]
+            verdict = "met" if ratio >= WS_RATIO_TARGET else "MISSED"
+            lines.append(f"- ws_echo messages/s, roadrunner ÷ {label} ({best}): **{ratio:.2f}x** "
+                         f"(target ≥ {WS_RATIO_TARGET}x): {verdict}")
+    ours = median_rps(run.cells.get(("roadrunner+compress", "gzip_response")))
+    theirs = median_rps(run.cells.get(("uvicorn+gzip", "gzip_response")))
+    if ours and theirs:
+        lines.append(f"- gzip_response req/s, roadrunner --compress ÷ uvicorn + Starlette "
+                     f"GZipMiddleware: **{ours / theirs:.2f}x** (no numeric target)")
+    return lines
+
+
 def _idle_section(run: Run, scenario: IdleScenario) -> list[str]:
     header = ["server", "connections", "RSS before MiB", "RSS after MiB",
               "bytes / connection (median)", "runs (bytes / conn)", "still open", "errors"]
@@ -221,7 +267,7 @@ def targets(run: Run) -> list[str]:
         verdict = "met" if idle <= IDLE_BYTES_TARGET else "MISSED"
         lines.append(f"- memory per idle keep-alive connection, roadrunner: **{idle:,.0f} bytes** "
                      f"(target ≤ {IDLE_BYTES_TARGET:,} bytes): {verdict}")
-    return lines + protocol_targets(run)
+    return lines + protocol_targets(run) + extra_targets(run)
 
 
 def render_markdown(run: Run) -> str:

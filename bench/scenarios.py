@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from bench.apps import (
     DOWNLOAD_BODY_SIZE,
     HELLO_BODY,
+    JSON_16K_BODY,
     JSON_DOCUMENT,
     LARGE_BODY_SIZE,
     STREAM_CHUNK,
@@ -42,6 +43,7 @@ class LoadScenario:
     connections: int = 64
     requires: frozenset[str] = field(default_factory=lambda: frozenset({"h1"}))
     streams: int = 1  # concurrent requests per connection (h2load -m, the h3 client's streams)
+    baseline: str = "uvicorn"  # the server the report's ratio column divides by
 
 
 @dataclass(frozen=True)
@@ -144,4 +146,35 @@ register(LoadScenario(
     name="h3_download", title="HTTP/3: GET /download, 10 MiB body (throughput)",
     request=Request(path="/download"), expect_body_length=DOWNLOAD_BODY_SIZE, driver="h3",
     requires=H3, connections=1, streams=1,
+))
+
+# WebSocket (bench/ws.py): each connection sends a message and awaits its echo, in a loop.
+WS_MESSAGE = (bytes(range(32, 127)) * 11)[:1024]  # 1 KiB of printable ASCII, a valid text frame
+register(LoadScenario(
+    name="ws_echo", title="WebSocket /ws: 1 KiB text message echoed, 16 connections",
+    request=Request(path="/ws", body=WS_MESSAGE), expect_body=WS_MESSAGE, driver="ws",
+    connections=16, requires=frozenset({"ws"}),
+))
+
+# roadrunner's CLI middleware on the hello path, as ratios to bare roadrunner. The request carries
+# an Origin (CORS answers it) and Accept-Encoding: gzip (the body is below --compress-min-size).
+register(LoadScenario(
+    name="hello_mw", title="GET /hello through roadrunner's CLI middleware, one flag at a time",
+    request=Request(path="/hello", headers=(("origin", "https://app.example"),
+                                            ("accept-encoding", "gzip"))),
+    expect_body=HELLO_BODY, requires=frozenset({"mw"}), baseline="roadrunner",
+))
+register(LoadScenario(
+    name="gzip_response",
+    title=f"GET /json16k, {len(JSON_16K_BODY):,}-byte JSON body gzip-compressed per request",
+    request=Request(path="/json16k", headers=(("accept-encoding", "gzip"),)),
+    expect_body=JSON_16K_BODY, driver="wrk-gzip", requires=frozenset({"gzip"}),
+    baseline="uvicorn+gzip",
+))
+
+# 1 and 2 workers: two workers cannot share one pinned core, so servers and wrk run unpinned.
+register(LoadScenario(
+    name="workers_hello", title="GET /hello with 1 and 2 worker processes, nothing pinned",
+    request=Request(path="/hello"), expect_body=HELLO_BODY, driver="wrk-unpinned",
+    requires=frozenset({"workers"}), baseline="uvicorn-1w",
 ))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 from bench.tls import bench_certificate
+from bench.unpinned import unpinned
 
 APP = "bench.apps:app"
 
@@ -42,6 +43,9 @@ class ServerSpec:
     package: str  # distribution whose version is reported
     argv: Callable[[Launch], list[str]]
     supports: frozenset[str] = field(default_factory=lambda: frozenset({"h1"}))
+    # A configuration variant of a listed server (extra flags, workers, another app): the report
+    # shows it only in the scenarios it supports, not as "n/a" everywhere else.
+    variant: bool = False
 
     def version(self) -> str:
         try:
@@ -135,7 +139,7 @@ def register(spec: ServerSpec) -> ServerSpec:
 
 register(ServerSpec(
     "roadrunner", "roadrunner (httptools, uvloop)", "roadrunner", _roadrunner,
-    frozenset({"h1", "h2", "h2c", "ws", "h3"}),
+    frozenset({"h1", "h2", "h2c", "ws", "h3", "mw"}),
 ))
 register(ServerSpec(
     "uvicorn", "uvicorn (httptools, uvloop)", "uvicorn", _uvicorn, frozenset({"h1", "ws"}),
@@ -156,3 +160,50 @@ register(ServerSpec(
     "gunicorn-asgi", "gunicorn -k asgi (gunicorn's own ASGI worker)", "gunicorn",
     _gunicorn("asgi"), frozenset({"h1", "ws"}),
 ))
+
+
+def _variant(base: Callable[[Launch], list[str]], *extra: str, app: str = APP,
+             workers: int | None = None) -> Callable[[Launch], list[str]]:
+    """base's command with extra flags, another app, or N workers (then unpinned)."""
+    def argv(launch: Launch) -> list[str]:
+        args = [app if arg == APP else arg for arg in base(launch)] + list(extra)
+        if workers is None:
+            return args
+        if "--workers" in args:  # granian's base command names its one worker
+            args[args.index("--workers") + 1] = str(workers)
+        else:
+            args += ["--workers", str(workers)]
+        return unpinned(args)
+
+    return argv
+
+
+WS, MW, GZIP, WORKERS = (frozenset({"ws"}), frozenset({"mw"}), frozenset({"mw", "gzip"}),
+                         frozenset({"workers"}))
+# WebSocket peers: uvicorn's two implementations named by the issue (its default, --ws auto,
+# is websockets-sansio and runs as "uvicorn").
+for _ws in ("websockets", "wsproto"):
+    register(ServerSpec(f"uvicorn-{_ws}", f"uvicorn --ws {_ws}", "uvicorn",
+                        _variant(_uvicorn, "--ws", _ws), WS, variant=True))
+# roadrunner's middleware, one CLI flag at a time and all together.
+_ORIGIN = ("--cors-allow-origin", "https://app.example")
+_RATE = ("--rate-limit", "1000000000/s")  # never reached: measures the bucket bookkeeping
+_MIDDLEWARE = {
+    "cors": _ORIGIN, "security-headers": ("--security-headers",), "etag": ("--etag",),
+    "compress": ("--compress",), "rate-limit": _RATE,
+    "all-mw": (*_ORIGIN, "--security-headers", "--etag", "--compress", *_RATE),
+}
+for _name, _flags in _MIDDLEWARE.items():
+    register(ServerSpec(f"roadrunner+{_name}", "roadrunner " + " ".join(_flags), "roadrunner",
+                        _variant(_roadrunner, *_flags), GZIP if _name == "compress" else MW,
+                        variant=True))
+register(ServerSpec(
+    "uvicorn+gzip", "uvicorn, bench app in Starlette's GZipMiddleware (level 6, min 500 B)",
+    "starlette", _variant(_uvicorn, app="bench.middleware:app"), frozenset({"gzip"}),
+    variant=True,
+))
+# 1 and 2 workers, unpinned (taskset -c 0-N around the server).
+for _base, _server in ((_roadrunner, "roadrunner"), (_uvicorn, "uvicorn"), (_granian, "granian")):
+    for _count in (1, 2):
+        register(ServerSpec(f"{_server}-{_count}w", f"{_server} --workers {_count}, unpinned",
+                            _server, _variant(_base, workers=_count), WORKERS, variant=True))
