@@ -127,7 +127,7 @@ def test_echo_client_against_roadrunner(capsys: pytest.CaptureFixture[str]) -> N
         result = ws.run_sync("127.0.0.1", server.port, "/ws", message, 4, 10.0, limit=5)
         assert (result.requests, result.socket_errors, result.bad_responses) == (20, 0, 0)
         assert 0 < result.p50_s <= result.p99_s and result.client_cpu_seconds is not None
-        echoed = DRIVERS["ws"].fetch("127.0.0.1", server.port, Request(path="/ws", body=b"hi"))
+        echoed = ws.WsDriver.fetch("127.0.0.1", server.port, Request(path="/ws", body=b"hi"))
         assert echoed == Response(200, (), b"hi", 2)
         with pytest.raises(ConnectionError):  # the bench app refuses other paths (1008)
             ws.WsDriver.fetch("127.0.0.1", server.port, Request(path="/other", body=b"x"), 5.0)
