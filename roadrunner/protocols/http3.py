@@ -48,6 +48,7 @@ from roadrunner.logging import escape_control
 
 if TYPE_CHECKING:
     from roadrunner.config import Config
+    from roadrunner.protocols.websocket import H3WebSocketBridge
     from roadrunner.server import ServerState
 
 logger = logging.getLogger("roadrunner.error")
@@ -171,8 +172,10 @@ class RoadrunnerH3Connection(H3Connection):
         table_capacity: int,
         blocked_streams: int,
         max_field_section_size: int,
+        enable_connect_protocol: bool = True,
     ) -> None:
         self.rr_table_capacity = table_capacity
+        self.rr_enable_connect_protocol = enable_connect_protocol
         self.rr_blocked_streams = blocked_streams
         self.rr_max_field_section_size = max_field_section_size
         self.discarded: set[int] = set()
@@ -190,6 +193,9 @@ class RoadrunnerH3Connection(H3Connection):
         settings = super()._get_local_settings()
         # RFC 9114 §4.2.2: advertise the largest field section we accept.
         settings[Setting.MAX_FIELD_SECTION_SIZE] = self.rr_max_field_section_size
+        if not self.rr_enable_connect_protocol:
+            # RFC 9220 §3: without the setting (--ws none) clients send no Extended CONNECT.
+            del settings[Setting.ENABLE_CONNECT_PROTOCOL]
         return settings
 
     def _receive_request_or_push_data(
@@ -240,7 +246,7 @@ class H3StreamTransport:
     def __init__(self, connection: Http3Connection, stream_id: int) -> None:
         self.connection = connection
         self.stream_id = stream_id
-        self.stream: HTTPStream | None = None
+        self.stream: HTTPStream | H3WebSocketBridge | None = None
         self.closed = False  # reset, stopped, or the connection is gone
         self.request_ended = False
         self.head_sent = False
@@ -417,6 +423,7 @@ class Http3Connection:
                     self.config.h3_qpack_max_table_capacity,
                     self.config.h3_qpack_blocked_streams,
                     self.config.h3_max_field_section_size,
+                    enable_connect_protocol=self.config.ws != "none",
                 )
             return
         if isinstance(event, ConnectionIdIssued):
@@ -462,7 +469,9 @@ class Http3Connection:
             if event.data:
                 transport.received += len(event.data)
                 limit = self.config.limit_request_body
-                if limit is not None and transport.received > limit:
+                if limit is not None and transport.received > limit and isinstance(
+                    transport.stream, HTTPStream
+                ):  # a WebSocket's bytes are messages, limited by --ws-max-size
                     self.body_too_large(transport)
                     return
                 self.quic.add_unconsumed(event.stream_id, len(event.data))
@@ -520,6 +529,18 @@ class Http3Connection:
             self.reject(transport, 431, "request header fields too large")
             return
         method = pseudo.get(b":method", b"")
+        if b":protocol" in pseudo:
+            if self.config.ws == "none":
+                # RFC 9220 §3: :protocol without our SETTINGS_ENABLE_CONNECT_PROTOCOL is malformed.
+                h3.discard_stream(stream_id, ErrorCode.H3_MESSAGE_ERROR)
+                self.streams.pop(stream_id, None)
+                logger.warning("Invalid HTTP/3 request from %s: :protocol is not enabled", self.peer_text())
+                self.schedule_transmit()
+                return
+            from roadrunner.protocols.websocket import upgrade_h3
+
+            upgrade_h3(self, transport, pseudo, fields)
+            return
         if method == b"CONNECT":
             self.reject(transport, 501, "CONNECT is not supported")
             return
@@ -664,6 +685,9 @@ class Http3Connection:
         if self.goaway_id is None:
             self.goaway_id = self.next_stream_id
             self.h3.send_goaway(self.goaway_id)
+            for transport in list(self.streams.values()):
+                if transport.stream is not None and not isinstance(transport.stream, HTTPStream):
+                    transport.stream.server_shutdown()  # a WebSocket (RFC 9220) closes with 1012
             self.schedule_transmit()
         if not self.streams:
             self.close("server shutdown")

@@ -1,4 +1,4 @@
-"""WebSocket opening handshakes and byte transports: HTTP/1.1 Upgrade and HTTP/2 CONNECT.
+"""WebSocket opening handshakes and byte transports: HTTP/1.1 Upgrade, h2 and h3 CONNECT.
 
 HTTP/1.1 (RFC 6455 §4): `upgrade_h1` is called by `H1Connection.handle_upgrade` for
 `Upgrade: websocket`. It answers a bad handshake itself (400, or 426 for an unsupported
@@ -7,20 +7,25 @@ version) and otherwise moves the socket to an `H1WebSocketConnection`.
 HTTP/2 (RFC 8441): `upgrade_h2` is called by `Http2Connection` for an Extended CONNECT
 request; an `H2WebSocketBridge` carries the WebSocket in the stream's DATA frames.
 
+HTTP/3 (RFC 9220): `upgrade_h3` is called by `Http3Connection` the same way; an
+`H3WebSocketBridge` carries the WebSocket in HTTP/3 DATA frames. Both bridges share
+`StreamWebSocketBridge`, and both requests are checked by `extended_connect_error`.
+
 Either way a `WebSocketStream` does the rest; these classes only move bytes.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import base64
 import binascii
 import logging
-import urllib.parse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wsproto.handshake import generate_accept_token
 
+from roadrunner.asgi.scope import asgi_info, http_scope
 from roadrunner.asgi.websocket_stream import WebSocketStream, websocket_scope
 from roadrunner.logging import format_client
 
@@ -29,6 +34,7 @@ if TYPE_CHECKING:
     from roadrunner.config import Config
     from roadrunner.protocols.http1 import H1Connection
     from roadrunner.protocols.http2 import H2StreamTransport, Http2Connection
+    from roadrunner.protocols.http3 import H3StreamTransport, Http3Connection
 
 logger = logging.getLogger("roadrunner.error")
 
@@ -105,7 +111,7 @@ class H1WebSocketConnection(asyncio.Protocol):
         self.state = h1.state
         self.loop = h1.loop
         self.transport: asyncio.Transport = h1.transport
-        self.default_headers = h1.state.h1_default_headers
+        self.default_headers = h1.state.default_headers
         self.key = next(value for name, value in http_scope["headers"] if name == b"sec-websocket-key")
         self.read_paused = False
         self.write_paused = False
@@ -227,21 +233,58 @@ class H1WebSocketConnection(asyncio.Protocol):
         self.transport.abort()
 
 
-# -- HTTP/2: Extended CONNECT (RFC 8441) -----------------------------------------------------------
+# -- HTTP/2 and HTTP/3: Extended CONNECT (RFC 8441, RFC 9220) -----------------------------------
+
+
+def split_fields(headers: Headers) -> tuple[dict[bytes, bytes], Headers]:
+    """Pseudo-header fields (by name) and regular fields, in order."""
+    pseudo = {name: value for name, value in headers if name[:1] == b":"}
+    return pseudo, [(name, value) for name, value in headers if name[:1] != b":"]
+
+
+def extended_connect_error(
+    pseudo: dict[bytes, bytes], regular: Headers, request_ended: bool
+) -> tuple[int, Headers] | None:
+    """Check an Extended CONNECT request (RFC 8441 §4, RFC 9220 §3); None when it is valid."""
+    versions = [value.strip() for name, value in regular if name == b"sec-websocket-version"]
+    if pseudo.get(b":method") != b"CONNECT" or pseudo.get(b":protocol") != b"websocket":
+        return 501, []  # a protocol we do not tunnel
+    if request_ended or not pseudo.get(b":path") or not pseudo.get(b":scheme"):
+        # RFC 8441 §4: :scheme and :path are required, and the stream carries the WebSocket,
+        # so it cannot end with the request head.
+        return 400, []
+    if versions != [WS_VERSION]:
+        return 400, [(b"sec-websocket-version", WS_VERSION)]  # RFC 6455 §4.4
+    return None
+
+
+def extended_connect_scope(
+    pseudo: dict[bytes, bytes],
+    regular: Headers,
+    *,
+    http_version: str,
+    config: Config,
+    server: tuple[str, int] | None,
+    client: tuple[str, int] | None,
+    app_state: dict[str, Any],
+) -> dict[str, Any]:
+    """The websocket scope of a valid Extended CONNECT request."""
+    authority = pseudo.get(b":authority")
+    if authority and not any(name == b"host" for name, _ in regular):
+        regular.insert(0, (b"host", authority))  # RFC 9113 §8.3.1 / RFC 9114 §4.3.1: ASGI reads Host
+    raw_path, _, query = pseudo[b":path"].partition(b"?")
+    return websocket_scope(http_scope(
+        asgi=asgi_info(config.asgi_version), http_version=http_version, server=server,
+        client=client, scheme=pseudo[b":scheme"].decode("latin-1"), method="CONNECT",
+        root_path=config.root_path, raw_path=raw_path, query_string=query, headers=regular,
+        app_state=app_state,
+    ))
 
 
 def upgrade_h2(connection: Http2Connection, stream: H2StreamTransport, headers: Headers) -> None:
     """Serve an Extended CONNECT request (RFC 8441 §4) as a WebSocket on its stream."""
-    pseudo = {name: value for name, value in headers if name[:1] == b":"}
-    regular = [(name, value) for name, value in headers if name[:1] != b":"]
-    versions = [value.strip() for name, value in regular if name == b"sec-websocket-version"]
-    error: tuple[int, Headers] | None = None
-    if pseudo.get(b":method") != b"CONNECT" or pseudo.get(b":protocol") != b"websocket":
-        error = (501, [])  # a protocol we do not tunnel
-    elif stream.request_ended or not pseudo.get(b":path"):
-        error = (400, [])  # RFC 8441 §4: the stream carries the WebSocket; it cannot end here
-    elif versions != [WS_VERSION]:
-        error = (400, [(b"sec-websocket-version", WS_VERSION)])  # RFC 6455 §4.4
+    pseudo, regular = split_fields(headers)
+    error = extended_connect_error(pseudo, regular, stream.request_ended)
     if error is not None:
         status, extra = error
         logger.info("Invalid HTTP/2 WebSocket request from %s: %d", connection.peer_text(), status)
@@ -251,44 +294,58 @@ def upgrade_h2(connection: Http2Connection, stream: H2StreamTransport, headers: 
         stream.end_sent = True
         connection.maybe_finish(stream)
         return
-    authority = pseudo.get(b":authority")
-    if authority and not any(name == b"host" for name, _ in regular):
-        regular.insert(0, (b"host", authority))  # RFC 9113 §8.3.1: ASGI apps read Host
-    raw_path, _, query = pseudo[b":path"].partition(b"?")
-    path = raw_path.decode("latin-1")
-    if "%" in path:
-        path = urllib.parse.unquote(path)
-    root = connection.root_path
-    http_scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": connection.config.asgi_version, "spec_version": "2.5"},
-        "http_version": "2",
-        "server": connection.server,
-        "client": connection.client,
-        "scheme": pseudo.get(b":scheme", b"https").decode("latin-1"),
-        "method": "CONNECT",
-        "root_path": root,
-        "path": root + path,
-        "raw_path": root.encode("ascii") + raw_path if root else raw_path,
-        "query_string": query,
-        "headers": regular,
-        "state": connection.app_state.copy(),
-    }
-    H2WebSocketBridge(connection, stream, websocket_scope(http_scope))
+    scope = extended_connect_scope(
+        pseudo, regular, http_version="2", config=connection.config, server=connection.server,
+        client=connection.client, app_state=connection.app_state,
+    )
+    H2WebSocketBridge(connection, stream, scope)
 
 
-class H2WebSocketBridge:
-    """One WebSocket on an HTTP/2 stream: the stream's DATA frames are the WebSocket's bytes.
+def upgrade_h3(
+    connection: Http3Connection, stream: H3StreamTransport, pseudo: dict[bytes, bytes], regular: Headers
+) -> None:
+    """Serve an Extended CONNECT request (RFC 9220 §3) as a WebSocket on its request stream."""
+    error = extended_connect_error(pseudo, regular, stream.request_ended)
+    if error is not None:
+        status, extra = error
+        logger.info("Invalid HTTP/3 WebSocket request from %s: %d", connection.peer_text(), status)
+        stream.write_head(status, [*extra, (b"content-length", b"0")], True)
+        connection.finish_stream(stream)
+        return
+    scope = extended_connect_scope(
+        pseudo, regular, http_version="3", config=connection.config,
+        server=connection.server_address, client=connection.client, app_state=connection.app_state,
+    )
+    H3WebSocketBridge(connection, stream, scope)
 
-    Http2Connection sees it where it expects an HTTPStream (feed_body / feed_end /
+
+class TunnelStream(Protocol):
+    """What an h2 or h3 request stream offers a bridge (H2StreamTransport, H3StreamTransport)."""
+
+    def write_head(self, status: int, headers: Headers, end_stream: bool) -> None: ...
+
+    def write_body(self, data: bytes, end_stream: bool) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def body_consumed(self, nbytes: int) -> None: ...
+
+    def response_complete(self) -> None: ...
+
+
+class StreamWebSocketBridge(abc.ABC):
+    """One WebSocket on an h2 or h3 request stream: its DATA frames are the WebSocket's bytes.
+
+    The connection sees it where it expects an HTTPStream (feed_body / feed_end /
     feed_disconnect); the WebSocketStream sees a WebSocketTransport. Backpressure on reading
-    is the stream's flow-control window: while paused, received bytes are not acknowledged.
+    is the stream's flow-control credit: while paused, received bytes are not acknowledged,
+    and writing waits in the stream's drain() for the peer's credit.
     """
 
     def __init__(
-        self, connection: Http2Connection, stream: H2StreamTransport, scope: dict[str, Any]
+        self, connection: Http2Connection | Http3Connection, stream: TunnelStream,
+        scope: dict[str, Any],
     ) -> None:
-        self.connection = connection
         self.stream = stream
         self.response_started = True  # nothing here is an HTTP request body with a limit
         self.response_complete = False
@@ -296,7 +353,6 @@ class H2WebSocketBridge:
         self.finished = False
         self.held = 0
         self.ws = WebSocketStream(scope, self, connection.config, connection.access_log)
-        stream.http = self  # type: ignore[assignment]
         task = connection.loop.create_task(self.ws.run(connection.app))
         self.task = task
         self.ws.task = task
@@ -304,7 +360,7 @@ class H2WebSocketBridge:
         task.add_done_callback(connection.state.tasks.discard)
         connection.state.total_requests += 1
 
-    # -- events from Http2Connection -----------------------------------------------------------
+    # -- events from the connection ------------------------------------------------------------
 
     def feed_body(self, data: bytes) -> None:
         self.ws.feed_data(data)
@@ -314,7 +370,7 @@ class H2WebSocketBridge:
             self.stream.body_consumed(len(data))
 
     def feed_end(self) -> None:
-        # RFC 8441 §4: END_STREAM is the TCP FIN of the WebSocket.
+        # RFC 8441 §4, RFC 9220 §3: the end of the stream is the TCP FIN of the WebSocket.
         self.ws.feed_disconnect()
         self.close()
 
@@ -327,7 +383,7 @@ class H2WebSocketBridge:
     # -- WebSocketTransport ----------------------------------------------------------------------
 
     def send_accept(self, headers: Headers) -> None:
-        self.stream.write_head(200, headers, False)  # RFC 8441 §5: 2xx accepts
+        self.stream.write_head(200, headers, False)  # RFC 8441 §5, RFC 9220 §3: 2xx accepts
 
     def send_response_head(self, status: int, headers: Headers) -> None:
         self.stream.write_head(status, headers, False)
@@ -360,7 +416,66 @@ class H2WebSocketBridge:
         self.stream.write_body(b"", True)
         self.stream.response_complete()
 
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Unclean end: reset the stream the way its protocol maps a TCP RST."""
+
+
+class H2WebSocketBridge(StreamWebSocketBridge):
+    """A WebSocket on an HTTP/2 stream (RFC 8441)."""
+
+    def __init__(
+        self, connection: Http2Connection, stream: H2StreamTransport, scope: dict[str, Any]
+    ) -> None:
+        self.connection = connection
+        self.h2_stream = stream
+        super().__init__(connection, stream, scope)
+        stream.http = self  # type: ignore[assignment]
+
     def abort(self) -> None:
         from h2.errors import ErrorCodes
 
-        self.connection.reset(self.stream, ErrorCodes.CANCEL)
+        # RFC 8441 §4: a TCP RST is RST_STREAM with CANCEL.
+        self.connection.reset(self.h2_stream, ErrorCodes.CANCEL)
+
+
+class H3WebSocketBridge(StreamWebSocketBridge):
+    """A WebSocket on an HTTP/3 request stream (RFC 9220)."""
+
+    def __init__(
+        self, connection: Http3Connection, stream: H3StreamTransport, scope: dict[str, Any]
+    ) -> None:
+        self.connection = connection
+        self.h3_stream = stream
+        super().__init__(connection, stream, scope)
+        stream.stream = self
+        self.task.add_done_callback(lambda _task: self.retire())
+
+    def retire(self) -> None:
+        """Forget the stream once both the app and the stream are done.
+
+        The app may return before the close handshake ends (websocket.close, then return):
+        the stream stays registered so the peer's Close still reaches the WebSocketStream.
+        """
+        if self.finished and self.task.done():
+            self.connection.stream_done(self.h3_stream)
+
+    def feed_disconnect(self) -> None:
+        # The peer reset or stopped the stream (a TCP RST, RFC 9220 §3): end our half too, so
+        # the QUIC stream is retired and its stream credit returns to the client.
+        super().feed_disconnect()
+        self.abort()
+
+    def close(self) -> None:
+        super().close()
+        self.retire()
+
+    def abort(self) -> None:
+        from aioquic.h3.connection import ErrorCode
+
+        # RFC 9220 §3: a TCP RST maps to a stream reset with H3_REQUEST_CANCELLED.
+        self.finished = True
+        self.response_complete = True
+        self.h3_stream.closed = True
+        self.connection.reset_stream(self.h3_stream.stream_id, ErrorCode.H3_REQUEST_CANCELLED)
+        self.retire()
