@@ -319,8 +319,8 @@ def test_sessions_end_cleanly_and_abruptly_and_the_server_keeps_serving(
 ) -> None:
     """The hypercorn bug: after WebSocket sessions end, the connection and listener still serve.
 
-    With 4 concurrent streams allowed, 12 sessions on one connection only fit when every
-    finished session (clean close or client reset) gives its stream back.
+    With 4 concurrent streams allowed, 14 sessions on one connection only fit when every
+    finished session (clean close, client reset, client FIN) gives its stream back.
     """
     disconnect_codes: list[int] = []
 
@@ -355,6 +355,12 @@ def test_sessions_end_cleanly_and_abruptly_and_the_server_keeps_serving(
                 # The server ends its half the same way, retiring the stream.
                 assert response.reset_code == ErrorCode.H3_REQUEST_CANCELLED
             await assert_serves(client)
+            for _ in range(2):
+                ws = await H3WebSocket.open(client)
+                # The stream's FIN without a close handshake (RFC 9220 §3: the TCP FIN).
+                client.send_body(ws.stream_id, b"", end=True)
+                response = await ws.wait_ended()
+                assert response.reset_code is None  # the server answers with its own FIN
             ws = await H3WebSocket.open(client)
             ws.send(TextMessage(data="after"))
             assert await ws.receive_message() == "after"
@@ -367,8 +373,8 @@ def test_sessions_end_cleanly_and_abruptly_and_the_server_keeps_serving(
 
     with h3_server(tls_files, counting_app, h3_max_concurrent_streams=4) as server:
         run(main(server.port))
-    # Six clean closes; six resets and the two sessions cut when their connections closed.
-    assert sorted(disconnect_codes) == [1000] * 6 + [1006] * 8
+    # Six clean closes; six resets, two FINs and the two sessions cut when their connections closed.
+    assert sorted(disconnect_codes) == [1000] * 6 + [1006] * 10
 
 
 def test_reading_backpressure_withholds_quic_credit(tls_files: dict[str, str]) -> None:
@@ -458,4 +464,27 @@ def test_plain_connect_is_501(tls_files: dict[str, str], ws: str) -> None:
             assert response.status == 501
 
     with h3_server(tls_files, ws=ws) as server:
+        run(main(server.port))
+
+
+def test_unanswered_close_resets_the_stream(tls_files: dict[str, str]) -> None:
+    async def closing_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            await app(scope, receive, send)
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4000})
+
+    async def main(port: int) -> None:
+        async with connect(port, tls_files) as client:
+            ws = await H3WebSocket.open(client)
+            event = await ws.next_event()
+            assert isinstance(event, CloseConnection) and event.code == 4000
+            # No Close in reply: after --ws-close-timeout the server resets (RFC 9220 §3).
+            response = await ws.wait_ended()
+            assert response.reset_code == ErrorCode.H3_REQUEST_CANCELLED
+            await assert_serves(client)
+
+    with h3_server(tls_files, closing_app, ws_close_timeout=0.2) as server:
         run(main(server.port))
