@@ -445,8 +445,9 @@ class Http3Connection:
                 transport.closed = True
                 if transport.stream is not None:
                     transport.stream.feed_disconnect()
-                self.release_drain(event.stream_id)
-                self.quic.release(event.stream_id)
+                # Reset our sending half too, or the QUIC stream never closes and the
+                # client's stream credit is never returned.
+                self.reset_stream(event.stream_id, ErrorCode.H3_REQUEST_CANCELLED)
                 if isinstance(event, StreamReset):
                     h3.discarded.add(event.stream_id)
         elif isinstance(event, StreamDataReceived) and event.stream_id in h3.discarded:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import trustme
 from aioquic.buffer import Buffer
+from aioquic.h3.connection import ErrorCode as H3ErrorCode
 from aioquic.h3.connection import FrameType, encode_frame
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import QuicPacketType, pull_quic_header
@@ -402,3 +403,29 @@ def test_download_batches_datagrams_with_gso(tls_files: dict[str, str], gso: boo
             assert sender.syscalls * 4 < sender.datagrams
         else:
             assert sender.syscalls == sender.datagrams
+
+
+def test_client_resets_return_stream_credit(tls_files: dict[str, str]) -> None:
+    """A reset request closes both halves: the client gets its stream slot back each time."""
+
+    async def hold(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == "/hold":
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def main(port: int) -> None:
+        async with h3_connect(port, tls_files["cafile"]) as client:
+            for _ in range(6):  # three times the stream limit
+                stream_id = client.start_request("POST", "/hold", body=b"x", end=False)
+                await asyncio.sleep(0.05)
+                client._quic.reset_stream(stream_id, H3ErrorCode.H3_REQUEST_CANCELLED)
+                client.transmit()
+                await asyncio.sleep(0.05)
+            response = await asyncio.wait_for(client.request("GET", "/"), 5)
+            assert response.status == 200
+
+    with run_server(hold, **h3_server_kwargs(tls_files, h3_max_concurrent_streams=2)) as server:
+        asyncio.run(main(server.port))
