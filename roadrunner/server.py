@@ -44,10 +44,6 @@ class ServerState:
         self.default_header_names: frozenset[bytes] = frozenset()
         self.default_header_block = b""
 
-    @property
-    def h1_default_headers(self) -> list[tuple[bytes, bytes]]:  # TODO: remove once unused
-        return self.default_headers
-
     def start_task(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run one request's (or WebSocket's) app: counted, and tracked for graceful drain."""
         task = loop.create_task(coro)

@@ -571,12 +571,8 @@ class Http3Connection:
         stream = HTTPStream(scope, transport, self.state, self.access_log, more_body=not ended)
         stream.wants_trailers = True  # RFC 9114 §4.1: trailers are always possible
         transport.stream = stream
-        task = self.loop.create_task(stream.run(self.app))
-        stream.task = task
-        self.state.tasks.add(task)
-        task.add_done_callback(self.state.tasks.discard)
+        task = stream.task = self.state.start_task(self.loop, stream.run(self.app))
         task.add_done_callback(lambda _task: self.stream_done(transport))
-        self.state.total_requests += 1
 
     def body_too_large(self, transport: H3StreamTransport) -> None:
         """The body outgrew --limit-request-body: 413 if nothing was answered yet, else reset."""

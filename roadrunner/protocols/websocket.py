@@ -127,11 +127,7 @@ class H1WebSocketConnection(asyncio.Protocol):
         self.transport.set_protocol(self)
         if h1.read_paused:
             self.transport.resume_reading()
-        task = self.loop.create_task(self.stream.run(h1.app))
-        self.stream.task = task
-        self.state.tasks.add(task)
-        task.add_done_callback(self.state.tasks.discard)
-        self.state.total_requests += 1
+        self.stream.task = self.state.start_task(self.loop, self.stream.run(h1.app))
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
 
@@ -353,12 +349,7 @@ class StreamWebSocketBridge(abc.ABC):
         self.finished = False
         self.held = 0
         self.ws = WebSocketStream(scope, self, connection.config, connection.access_log)
-        task = connection.loop.create_task(self.ws.run(connection.app))
-        self.task = task
-        self.ws.task = task
-        connection.state.tasks.add(task)
-        task.add_done_callback(connection.state.tasks.discard)
-        connection.state.total_requests += 1
+        self.task = self.ws.task = connection.state.start_task(connection.loop, self.ws.run(connection.app))
 
     # -- events from the connection ------------------------------------------------------------
 
