@@ -35,6 +35,8 @@ APP = textwrap.dedent(
                     return
         if scope["path"] == "/slow":
             await asyncio.sleep(1.0)
+        if scope["path"] == "/stuck":
+            await asyncio.sleep(30)
         body = (scope["state"].get("greeting", "none") + " " + os.environ.get("FROM_ENV_FILE", "")).encode()
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", str(len(body)).encode())]})
@@ -212,3 +214,20 @@ def test_fd_serving(app_dir: Path) -> None:
         proc.communicate(timeout=10)
         sock.close()
     assert proc.returncode == 0
+
+
+def test_second_sigint_forces_exit(app_dir: Path) -> None:
+    """One SIGINT starts draining a request stuck for 30 s; a second one stops waiting."""
+    port = free_port()
+    proc = start(["cliapp:app", "--port", str(port), "--timeout-graceful-shutdown", "60"], app_dir)
+    wait_ready(port, proc)
+    holder = socket.create_connection(("127.0.0.1", port))
+    holder.sendall(b"GET /stuck HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    began = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=10)
+    holder.close()
+    assert time.monotonic() - began < 10
