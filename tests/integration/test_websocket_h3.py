@@ -56,10 +56,13 @@ class WSH3Client(H3Client):
         self.progress.set()
 
     async def until(self, predicate: Callable[[], Any]) -> None:
-        async with asyncio.timeout(TIMEOUT):
-            while not predicate():
-                self.progress.clear()
-                await self.progress.wait()
+        # asyncio.wait_for, not asyncio.timeout: the suite runs on Python 3.10 too.
+        await asyncio.wait_for(self._until(predicate), TIMEOUT)
+
+    async def _until(self, predicate: Callable[[], Any]) -> None:
+        while not predicate():
+            self.progress.clear()
+            await self.progress.wait()
 
 
 class H3WebSocket:
