@@ -21,7 +21,9 @@ from aioquic.h3.connection import (
     FrameType,
     H3Connection,
     H3Stream,
+    HeadersState,
     MessageError,
+    ProtocolError,
     Setting,
     encode_frame,
 )
@@ -63,6 +65,13 @@ SEND_HIGH_WATER = 256 * 1024
 CONNECTION_SPECIFIC = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
 )
+# aioquic differences, detected once. Python 3.10 only gets aioquic 1.3; 3.11+ gets 1.7.
+# Newer aioquic gives the peer one MAX_STREAMS slot back for each of its streams that closes
+# (RFC 9000 §4.6); 1.3 instead doubles MAX_STREAMS as streams open, which would let a client run
+# unboundedly many concurrent requests. `CreditQuicConnection` returns the slots itself on 1.3.
+QUIC_RETURNS_STREAM_CREDIT = hasattr(QuicConnection, "_stream_limit")
+# HTTP/3 frame types aioquic parses; any other type on a request stream is skipped (RFC 9114 §9).
+KNOWN_REQUEST_FRAMES = frozenset((FrameType.DATA, FrameType.HEADERS, FrameType.PUSH_PROMISE))
 ERROR_BODIES = {
     400: b"Invalid HTTP request received.",
     413: b"Request body too large.",
@@ -105,6 +114,7 @@ class CreditQuicConnection(QuicConnection):
         self.connection_window = self._configuration.max_data
         self.unconsumed: dict[int, int] = {}
         self.unconsumed_total = 0
+        self.credited: set[int] = set()  # closed peer streams already given back (aioquic 1.3)
 
     def add_unconsumed(self, stream_id: int, nbytes: int) -> None:
         self.unconsumed[stream_id] = self.unconsumed.get(stream_id, 0) + nbytes
@@ -127,10 +137,31 @@ class CreditQuicConnection(QuicConnection):
             max_data.value = target
         used = max_data.used
         max_data.used = 0  # keeps aioquic's own doubling rule from firing
+        max_streams = self._local_max_streams_bidi
+        streams_used = max_streams.used
+        if not QUIC_RETURNS_STREAM_CREDIT:
+            self.return_stream_credit()
+            max_streams.used = 0  # aioquic 1.3 would double MAX_STREAMS as streams open
         try:
             super()._write_connection_limits(builder=builder, space=space)
         finally:
             max_data.used = used
+            max_streams.used = streams_used
+
+    def return_stream_credit(self) -> None:
+        """aioquic 1.3: one more stream for the peer per request stream that closed (RFC 9000 §4.6).
+
+        aioquic drops a finished stream only after this runs in the same packet, so every closed
+        stream is seen here while it is still in `_streams`.
+        """
+        credited = self.credited
+        for stream_id, stream in self._streams.items():
+            # Client-initiated bidirectional streams (RFC 9000 §2.1): request streams.
+            if stream_id & 3 == 0 and stream.is_finished and stream_id not in credited:
+                credited.add(stream_id)
+                self._local_max_streams_bidi.value += 1
+        if credited:
+            credited.intersection_update(self._streams)  # dropped streams are never seen again
 
     def _write_stream_limits(
         self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: QuicStream
@@ -153,6 +184,12 @@ class CreditQuicConnection(QuicConnection):
         """Bytes written to a stream and not yet acknowledged by the peer."""
         stream = self._streams.get(stream_id)
         return len(stream.sender._buffer) if stream is not None else 0
+
+
+class FrameTruncated(ProtocolError):
+    """RFC 9114 §7.1: a frame cut short by the end of its stream is an H3_FRAME_ERROR."""
+
+    error_code = ErrorCode.H3_FRAME_ERROR
 
 
 @dataclass
@@ -204,7 +241,7 @@ class RoadrunnerH3Connection(H3Connection):
         if stream.stream_id in self.discarded:
             return []
         try:
-            return super()._receive_request_or_push_data(stream, data, stream_ended)
+            events = super()._receive_request_or_push_data(stream, data, stream_ended)
         except MessageError as exc:
             # RFC 9114 §4.1.2: a malformed request is a stream error of type H3_MESSAGE_ERROR.
             self.reset_both(stream.stream_id, ErrorCode.H3_MESSAGE_ERROR)
@@ -212,6 +249,65 @@ class RoadrunnerH3Connection(H3Connection):
             stream.blocked = False
             stream.receiving_ended = stream.sending_ended = True
             return [StreamMalformed(stream_id=stream.stream_id, reason=exc.reason_phrase)]
+        # The rules below are aioquic 1.7's own; on 1.3 (Python 3.10) they are ours. With 1.7
+        # their conditions never hold here: aioquic has already acted.
+        if stream.blocked:
+            return events
+        if stream.frame_type not in KNOWN_REQUEST_FRAMES and stream.frame_size is not None:
+            # RFC 9114 §9, §10.5: an unknown frame's payload is ignored, so drop it as it arrives
+            # (aioquic 1.3 would buffer the whole frame, however long the peer declares it).
+            stream.frame_size -= len(stream.buffer)
+            stream.buffer = b""
+        if stream.receiving_ended:
+            if stream.buffer or stream.frame_size:
+                raise FrameTruncated("Frame is truncated by the end of the stream")
+            if stream.headers_recv_state == HeadersState.INITIAL:
+                # RFC 9114 §4.1: the stream ended before a request head; nothing will answer it.
+                self.abort_unanswered(stream.stream_id)
+                stream.sending_ended = True  # aioquic drops the state of an ended stream
+                return []
+        return events
+
+    def never_answered(self, stream_id: int) -> bool:
+        """A request stream whose head never reached us and on which we sent nothing."""
+        if stream_id & 3 or stream_id in self.discarded:  # not a client bidi stream (RFC 9000 §2.1)
+            return False
+        stream = self._stream.get(stream_id)
+        if stream is not None:
+            return stream.headers_recv_state == HeadersState.INITIAL
+        quic_stream = self._quic._streams.get(stream_id)
+        return (
+            quic_stream is not None
+            and quic_stream.sender.highest_offset == 0
+            and quic_stream.sender._buffer_fin is None
+        )
+
+    def abort_unanswered(self, stream_id: int) -> None:
+        """A request stream ended or was reset before its head: reset our half too.
+
+        Without this the QUIC stream never closes and the client never gets its stream credit
+        back. aioquic 1.7 does this itself (H3_REQUEST_INCOMPLETE); 1.3 does not.
+        """
+        self.discarded.add(stream_id)
+        self._quic.reset_stream(stream_id, ErrorCode.H3_REQUEST_INCOMPLETE)
+
+    def forget_unanswered(self, stream_id: int) -> None:
+        """`abort_unanswered` for a reset stream, dropping its HTTP/3 state (outside parsing)."""
+        self.abort_unanswered(stream_id)
+        stream = self._stream.get(stream_id)
+        if stream is not None and not stream.blocked:
+            # A blocked head stays with the QPACK decoder, which resumes it by stream id; the
+            # `discarded` mark makes Http3Connection ignore it then.
+            del self._stream[stream_id]
+
+    def send_informational(self, stream_id: int, headers: Headers) -> None:
+        """An interim (1xx) response; the final response still follows (RFC 9114 §4.1).
+
+        aioquic 1.3 takes any first HEADERS for the final one and would refuse the DATA after
+        it; 1.7 knows interim responses. Resetting the send state fits both.
+        """
+        self.send_headers(stream_id, headers, False)
+        self._stream[stream_id].headers_send_state = HeadersState.INITIAL
 
     def reset_both(self, stream_id: int, error_code: int) -> None:
         """Reset both halves of a request stream and ignore whatever still arrives on it."""
@@ -254,7 +350,7 @@ class H3StreamTransport:
 
     def write_informational(self, status: int, headers: Headers) -> None:
         if not self.closed and not self.head_sent:
-            self.connection.send_headers(self.stream_id, [(b":status", b"%d" % status), *headers], False)
+            self.connection.send_informational(self.stream_id, [(b":status", b"%d" % status), *headers])
 
     def write_head(self, status: int, headers: Headers, end_stream: bool) -> None:
         if self.closed:
@@ -450,12 +546,20 @@ class Http3Connection:
                 self.reset_stream(event.stream_id, ErrorCode.H3_REQUEST_CANCELLED)
                 if isinstance(event, StreamReset):
                     h3.discarded.add(event.stream_id)
+            elif isinstance(event, StreamReset) and h3.never_answered(event.stream_id):
+                # RFC 9114 §4.1.1: reset before its head; aioquic 1.3 leaves our half open.
+                h3.forget_unanswered(event.stream_id)
+                self.schedule_transmit()
         elif isinstance(event, StreamDataReceived) and event.stream_id in h3.discarded:
             return
         for h3_event in h3.handle_event(event):
             self.h3_event(h3_event)
 
     def h3_event(self, event: H3Event) -> None:
+        if isinstance(event, (HeadersReceived, DataReceived)) and self.h3 is not None and (
+            event.stream_id in self.h3.discarded
+        ):
+            return  # e.g. a QPACK-blocked head resumed after its stream was reset
         if isinstance(event, HeadersReceived):
             transport = self.streams.get(event.stream_id)
             if transport is None:
@@ -605,6 +709,11 @@ class Http3Connection:
     def send_headers(self, stream_id: int, headers: Headers, end_stream: bool) -> None:
         if self.h3 is not None and not self.terminated:
             self.h3.send_headers(stream_id, headers, end_stream)
+            self.schedule_transmit()
+
+    def send_informational(self, stream_id: int, headers: Headers) -> None:
+        if self.h3 is not None and not self.terminated:
+            self.h3.send_informational(stream_id, headers)
             self.schedule_transmit()
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:

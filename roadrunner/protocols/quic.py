@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import os
 import socket
@@ -13,7 +14,7 @@ import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from aioquic.buffer import Buffer
+from aioquic.buffer import Buffer, BufferReadError
 from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE, QuicConfiguration
 from aioquic.quic.connection import TRANSPORT_CLOSE_FRAME_CAPACITY
 from aioquic.quic.crypto import CryptoPair
@@ -26,7 +27,8 @@ from aioquic.quic.packet import (
     pull_quic_header,
 )
 from aioquic.quic.packet_builder import QuicPacketBuilder
-from aioquic.quic.retry import QuicRetryTokenHandler
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from roadrunner.config import Config, ConfigError
 from roadrunner.protocols.http3 import (
@@ -46,6 +48,10 @@ UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
 SOL_UDP = getattr(socket, "SOL_UDP", 17)
 GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS in the kernel
 GSO_MAX_BYTES = 65000  # one UDP payload (< 65507) per sendmsg
+# RFC 9000 §8.1.4: a client returns a Retry token at once, so it need not live long (aioquic's
+# own handler uses the same lifetime).
+RETRY_TOKEN_LIFETIME = 30.0
+RETRY_NONCE_LENGTH = 12
 
 
 def bind_udp_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
@@ -102,6 +108,55 @@ def encode_close_initial(
     buf.push_uint_var(0)
     datagrams, _ = builder.flush()
     return datagrams[0]
+
+
+class RetryTokens:
+    """Issues and checks Retry tokens (RFC 9000 §8.1.2) sealed with a per-process AES-GCM key.
+
+    Ours rather than aioquic's `QuicRetryTokenHandler`, whose API and checks differ by release:
+    1.3 (the last for Python 3.10) seals with RSA-OAEP (a costly decryption per token a flood
+    sends), never expires tokens and does not bind them to the Retry's connection ID.
+    """
+
+    def __init__(self) -> None:
+        self.aead = AESGCM(AESGCM.generate_key(bit_length=128))
+
+    def create(
+        self, address: NetworkAddress, original_dcid: bytes, retry_scid: bytes, now: float
+    ) -> bytes:
+        buf = Buffer(capacity=64)
+        buf.push_bytes(ipaddress.ip_address(address[0]).packed)
+        buf.push_uint16(int(address[1]))
+        for cid in (original_dcid, retry_scid):
+            buf.push_uint8(len(cid))
+            buf.push_bytes(cid)
+        buf.push_uint64(int(now * 1000))
+        nonce = os.urandom(RETRY_NONCE_LENGTH)
+        return nonce + self.aead.encrypt(nonce, buf.data, None)
+
+    def validate(self, address: NetworkAddress, destination_cid: bytes, token: bytes, now: float) -> bytes:
+        """The client's original Destination Connection ID; ValueError for a bad token."""
+        try:
+            plain = self.aead.decrypt(token[:RETRY_NONCE_LENGTH], token[RETRY_NONCE_LENGTH:], None)
+        except (InvalidTag, ValueError) as exc:
+            raise ValueError("invalid token") from exc
+        packed = ipaddress.ip_address(address[0]).packed
+        buf = Buffer(data=plain)
+        try:
+            token_address = (buf.pull_bytes(len(packed)), buf.pull_uint16())
+            original_dcid = buf.pull_bytes(buf.pull_uint8())
+            retry_scid = buf.pull_bytes(buf.pull_uint8())
+            issued = buf.pull_uint64() / 1000
+        except BufferReadError as exc:
+            raise ValueError("invalid token") from exc
+        if token_address != (packed, int(address[1])):
+            raise ValueError("address mismatch")
+        # RFC 9000 §17.2.5.2: the client sends to the Retry packet's Source Connection ID.
+        if destination_cid != retry_scid:
+            raise ValueError("connection ID mismatch")
+        if not 0 <= now - issued <= RETRY_TOKEN_LIFETIME:
+            raise ValueError("expired token")
+        return original_dcid
 
 
 class DatagramSender:
@@ -196,7 +251,7 @@ class QuicListener(asyncio.DatagramProtocol):
         self.routes: dict[bytes, Http3Connection] = {}
         self.cids: dict[Http3Connection, set[bytes]] = {}
         self.live: set[Http3Connection] = set()  # not yet closed by us or the peer
-        self.retry = QuicRetryTokenHandler() if config.h3_retry else None
+        self.retry = RetryTokens() if config.h3_retry else None
         self.closing = False
         self.transport: asyncio.DatagramTransport | None = None
         self.sender: DatagramSender | None = None
@@ -291,12 +346,7 @@ class QuicListener(asyncio.DatagramProtocol):
                 # RFC 9000 §8.1.2: prove the address is the client's before spending handshake
                 # work on it (defeats spoofed-source floods).
                 source_cid = os.urandom(8)
-                token = self.retry.create_token(
-                    address=addr,
-                    original_destination_connection_id=header.destination_cid,
-                    retry_source_connection_id=source_cid,
-                    now=now,
-                )
+                token = self.retry.create(addr, header.destination_cid, source_cid, now)
                 self.send([(
                     encode_quic_retry(
                         version=header.version,
@@ -309,9 +359,7 @@ class QuicListener(asyncio.DatagramProtocol):
                 )])
                 return None
             try:
-                original_dcid = self.retry.validate_token(
-                    address=addr, destination_cid=header.destination_cid, token=header.token, now=now
-                )
+                original_dcid = self.retry.validate(addr, header.destination_cid, header.token, now)
             except ValueError:
                 # RFC 9000 §8.1.3: an invalid Retry token closes with INVALID_TOKEN.
                 self.send([(

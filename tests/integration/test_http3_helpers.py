@@ -12,12 +12,29 @@ from typing import Any
 from aioquic.asyncio.client import connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.buffer import Buffer, BufferReadError
-from aioquic.h3.connection import H3Connection
-from aioquic.h3.events import DataReceived, HeadersReceived
+from aioquic.h3.connection import H3Connection, H3Stream, HeadersState
+from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived, StreamReset
 
 GOAWAY = 0x7
+
+
+class ClientH3Connection(H3Connection):
+    """aioquic's client H3Connection, taking an interim (1xx) response for what it is.
+
+    aioquic 1.3 (Python 3.10) treats the first HEADERS as the final response and the next one as
+    trailers; 1.7 knows that interim responses precede the final one (RFC 9114 §4.1).
+    """
+
+    def _handle_request_or_push_frame(
+        self, frame_type: int, frame_data: bytes | None, stream: H3Stream, stream_ended: bool
+    ) -> list[H3Event]:
+        events = super()._handle_request_or_push_frame(frame_type, frame_data, stream, stream_ended)
+        for event in events:
+            if isinstance(event, HeadersReceived) and dict(event.headers).get(b":status", b"")[:1] == b"1":
+                stream.headers_recv_state = HeadersState.INITIAL
+        return events
 
 
 @dataclass
@@ -39,7 +56,7 @@ class H3Client(QuicConnectionProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.h3 = H3Connection(self._quic)
+        self.h3 = ClientH3Connection(self._quic)
         self.responses: dict[int, Response] = {}
         self.terminated: ConnectionTerminated | None = None
         self.closed_event = asyncio.Event()
