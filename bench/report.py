@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.results import IdleSample, LoadSample
-from bench.scenarios import IdleScenario, LoadScenario, Scenario
+from bench.scenarios import CONFIGURATION_TAGS, IdleScenario, LoadScenario, Scenario
 from bench.servers import ServerSpec
 from bench.stats import median, spread
 
@@ -90,7 +90,7 @@ def _load_section(run: Run, scenario: LoadScenario) -> list[str]:
     for spec in run.servers:
         cell = run.cells.get((spec.name, scenario.name))
         if not scenario.requires <= spec.supports:
-            if not spec.variant:  # a variant exists for its own scenarios only
+            if not spec.variant and not scenario.requires & CONFIGURATION_TAGS:
                 rows.append([spec.name, "n/a"] + [""] * (len(header) - 2))
             continue
         if cell is None:

@@ -148,6 +148,10 @@ register(LoadScenario(
     requires=H3, connections=1, streams=1,
 ))
 
+# Tags that pick a server configuration rather than a protocol: a server without one is left out
+# of that scenario's table instead of being listed as "n/a".
+CONFIGURATION_TAGS = frozenset({"mw", "gzip", "workers"})
+
 # WebSocket (bench/ws.py): each connection sends a message and awaits its echo, in a loop.
 WS_MESSAGE = (bytes(range(32, 127)) * 11)[:1024]  # 1 KiB of printable ASCII, a valid text frame
 register(LoadScenario(

@@ -230,7 +230,9 @@ def test_report_ws_target_baselines_and_hidden_variants() -> None:
     assert "roadrunner ÷ best pure-Python peer (uvicorn): **1.30x** (target ≥ 1.3x): met" in text
     assert "| ÷ roadrunner |" in text and "| roadrunner+etag | 80 | 0.80x |" in text
     assert "| roadrunner+etag | n/a |" not in text  # a variant is not listed under ws_echo
-    assert "| uvicorn | n/a |" in text  # a real server without the capability still is
+    assert "| uvicorn | n/a |" not in text  # hello_mw picks a configuration: no n/a rows
+    # A protocol the server lacks is still shown as n/a.
+    assert "| uvicorn | n/a |" in report.render_markdown(_run(["uvicorn"], ["h2_hello"]))
     assert "bench/ws.py" in text and "1,024-byte text message" in text
 
 
