@@ -82,7 +82,8 @@ async def _websocket_echo(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
-    """Route by path: /hello, /json, /echo, /large, /stream, /download, /headers; else 404."""
+    """Route by path: /hello, /json, /json16k, /echo, /large, /stream, /download, /headers (else
+    404); WebSocket /ws echoes."""
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
         return
