@@ -15,6 +15,7 @@ from aioquic.buffer import Buffer
 from aioquic.h3.connection import ErrorCode as H3ErrorCode
 from aioquic.h3.connection import FrameType, encode_frame
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import ConnectionTerminated
 from aioquic.quic.packet import QuicPacketType, pull_quic_header
 
 from roadrunner.protocols.quic import gso_supported
@@ -32,6 +33,7 @@ H3_MESSAGE_ERROR = 0x10E
 H3_FRAME_UNEXPECTED = 0x105
 H3_NO_ERROR = 0x100
 CONNECTION_REFUSED = 0x2
+INVALID_TOKEN = 0xB
 
 
 async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
@@ -165,6 +167,36 @@ def test_retry_validates_addresses(tls_files: dict[str, str]) -> None:
         assert header.packet_type == QuicPacketType.RETRY
         assert not server.server.server_state.connections
         asyncio.run(main(server.port))
+
+
+def test_retry_tokens_expire_and_bind_the_connection_id(tls_files: dict[str, str]) -> None:
+    """RFC 9000 §8.1.3, §17.2.5.2: a token that is stale or names another connection ID is
+    refused with INVALID_TOKEN; a fresh one for this client is accepted."""
+    with run_server(echo_app, **h3_server_kwargs(tls_files, h3_retry=True)) as server:
+        listener = server.server.extra_listeners[0]
+
+        def answer(age: float, bind_cid: bool) -> tuple[int | None, int]:
+            """(close error code or None, connections on the server) for one Initial."""
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+                raw.bind(("127.0.0.1", 0))
+                quic = QuicConnection(configuration=client_configuration(tls_files["cafile"]))
+                retry_scid = quic._peer_cid.cid if bind_cid else b"another-cid"
+                quic._peer_token = listener.retry.create(
+                    raw.getsockname(), b"original", retry_scid, listener.loop.time() - age
+                )
+                quic.connect(("127.0.0.1", server.port), now=time.monotonic())
+                raw.sendto(quic.datagrams_to_send(now=time.monotonic())[0][0], ("127.0.0.1", server.port))
+                for reply in collect_replies(raw, quiet=0.3):
+                    quic.receive_datagram(reply, ("127.0.0.1", server.port), now=time.monotonic())
+                timer = quic.get_timer()
+                if timer is not None:
+                    quic.handle_timer(now=timer)  # ends the draining period a close starts
+                codes = [e.error_code for e in iter(quic.next_event, None) if isinstance(e, ConnectionTerminated)]
+                return (codes[0] if codes else None), len(server.server.server_state.connections)
+
+        assert answer(age=60.0, bind_cid=True) == (INVALID_TOKEN, 0)
+        assert answer(age=0.0, bind_cid=False) == (INVALID_TOKEN, 0)
+        assert answer(age=0.0, bind_cid=True) == (None, 1)
 
 
 @pytest.fixture(scope="module")
