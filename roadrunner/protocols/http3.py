@@ -266,6 +266,10 @@ class RoadrunnerH3Connection(H3Connection):
                 self.abort_unanswered(stream.stream_id)
                 stream.sending_ended = True  # aioquic drops the state of an ended stream
                 return []
+            if stream_ended and not any(getattr(event, "stream_ended", False) for event in events):
+                # RFC 9114 §4.1: an unknown frame may be the last one; the request still ends
+                # (aioquic 1.3 loses the end of the stream when it comes with such a frame).
+                events.append(DataReceived(data=b"", stream_id=stream.stream_id, stream_ended=True))
         return events
 
     def never_answered(self, stream_id: int) -> bool:

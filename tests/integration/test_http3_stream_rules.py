@@ -105,3 +105,20 @@ def test_unknown_frames_are_skipped_without_buffering(tls_files: dict[str, str])
 
     with run_server(echo_app, **h3_server_kwargs(tls_files, h3_max_stream_data=window)) as server:
         asyncio.run(main(server))
+
+
+def test_unknown_frame_may_end_the_request(tls_files: dict[str, str]) -> None:
+    """RFC 9114 §4.1, §9: the request ends with its stream, even when the last frame is one the
+    server ignores."""
+
+    async def main(port: int) -> None:
+        async with h3_connect(port, tls_files["cafile"]) as client:
+            stream_id = client.start_request("POST", "/", body=b"body", end=False)
+            client._quic.send_stream_data(stream_id, frame(UNKNOWN_FRAME_TYPE, 3, b"xyz"), end_stream=True)
+            client.transmit()
+            response = client.responses[stream_id]
+            await asyncio.wait_for(response.done.wait(), 5)
+            assert (response.status, bytes(response.body)) == (200, b"body")
+
+    with run_server(echo_app, **h3_server_kwargs(tls_files)) as server:
+        asyncio.run(main(server.port))
