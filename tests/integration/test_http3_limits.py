@@ -175,7 +175,7 @@ def test_retry_tokens_expire_and_bind_the_connection_id(tls_files: dict[str, str
     with run_server(echo_app, **h3_server_kwargs(tls_files, h3_retry=True)) as server:
         listener = server.server.extra_listeners[0]
 
-        def answer(age: float, bind_cid: bool) -> tuple[int | None, int]:
+        def answer(age: float, bind_cid: bool, forged: bool = False) -> tuple[int | None, int]:
             """(close error code or None, connections on the server) for one Initial."""
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
                 raw.bind(("127.0.0.1", 0))
@@ -184,6 +184,8 @@ def test_retry_tokens_expire_and_bind_the_connection_id(tls_files: dict[str, str
                 quic._peer_token = listener.retry.create(
                     raw.getsockname(), b"original", retry_scid, listener.loop.time() - age
                 )
+                if forged:
+                    quic._peer_token = bytes(len(quic._peer_token))
                 quic.connect(("127.0.0.1", server.port), now=time.monotonic())
                 raw.sendto(quic.datagrams_to_send(now=time.monotonic())[0][0], ("127.0.0.1", server.port))
                 for reply in collect_replies(raw, quiet=0.3):
@@ -196,6 +198,7 @@ def test_retry_tokens_expire_and_bind_the_connection_id(tls_files: dict[str, str
 
         assert answer(age=60.0, bind_cid=True) == (INVALID_TOKEN, 0)
         assert answer(age=0.0, bind_cid=False) == (INVALID_TOKEN, 0)
+        assert answer(age=0.0, bind_cid=True, forged=True) == (INVALID_TOKEN, 0)
         assert answer(age=0.0, bind_cid=True) == (None, 1)
 
 
