@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import re
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,37 @@ HOP_BY_HOP = frozenset(
 # the whole connection goes (ENHANCE_YOUR_CALM) instead of a 431 for the stream.
 HEADER_BOMB_FACTOR = 4
 STATUS = {status: str(status).encode() for status in range(100, 600)}
+
+# -- request header checks (h2's own inbound validation is off: one pass here is cheaper) --------
+
+# RFC 9113 §8.2.1: a field name is visible ASCII (0x21-0x7e) without uppercase letters, and has
+# no ':' past the first byte (only pseudo-header names start with one, and those are checked
+# against REQUEST_PSEUDO instead).
+BAD_NAME = re.compile(rb"[^\x21-\x39\x3b-\x40\x5b-\x7e]").search
+# RFC 9113 §8.2.1: a field value has no NUL, CR or LF, and no leading or trailing SP / HTAB.
+BAD_VALUE = re.compile(rb"[\x00\n\r]|\A[ \t]|[ \t]\Z").search
+# RFC 9113 §8.3.1 and RFC 8441 §4: the request pseudo-headers (:status is response-only).
+REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
+# Regular fields that need more than appending: §8.2.2 connection-specific fields and TE, the
+# Host / :authority pair (§8.3.1), cookies to join (§8.2.3), and what the server reads itself.
+SPECIAL_FIELDS = HOP_BY_HOP | frozenset(
+    (b"te", b"host", b"cookie", b"content-length", b"expect")
+)
+
+
+class Malformed(Exception):
+    """A malformed request (RFC 9113 §8.1.1): a stream error of type PROTOCOL_ERROR."""
+
+
+def check_trailers(headers: Headers) -> None:
+    """Raise Malformed unless the trailer section is well formed (RFC 9113 §8.1, §8.2)."""
+    for name, value in headers:
+        if not name or name[0] == 58:  # b":"
+            raise Malformed("pseudo-header or empty name in trailers")  # §8.1
+        if BAD_NAME(name) or BAD_VALUE(value):
+            raise Malformed(f"invalid trailer field {name!r}")  # §8.2.1
+        if name in HOP_BY_HOP or (name == b"te" and value.lower() != b"trailers"):
+            raise Malformed(f"connection-specific trailer field {name!r}")  # §8.2.2
 
 
 # -- h2 hardening: small subclasses that turn h2's defaults into our limits ---------------------
@@ -174,9 +206,9 @@ class ServerH2Connection(H2Connection):
                 stream is None or stream.closed
             ):
                 raise
-            # RFC 9113 §8.1.1: a malformed request (bad pseudo-headers, connection-specific or
-            # uppercase fields, content-length not matching DATA) is a stream error; so is a
-            # zero WINDOW_UPDATE on a stream (§6.9).
+            # RFC 9113 §8.1.1: a malformed request that h2 finds (content-length invalid or not
+            # matching DATA, trailers without END_STREAM) is a stream error; so is a zero
+            # WINDOW_UPDATE on a stream (§6.9). The field checks are in build_scope.
             guard_counters["malformed"] += 1
             logger.info("Malformed HTTP/2 request on stream %d: %s", frame.stream_id, exc)
             self.reset_stream(frame.stream_id, ErrorCodes.PROTOCOL_ERROR)
@@ -210,8 +242,11 @@ def new_h2_state(config: Config) -> ServerH2Connection:
         H2Configuration(
             client_side=False,
             header_encoding=None,
-            validate_inbound_headers=True,
-            normalize_inbound_headers=True,  # RFC 9113 §8.2.3: split cookies are joined
+            # RFC 9113 §8.1.1-§8.3: Http2Connection.build_scope checks request fields and joins
+            # split cookies in the one pass that builds the scope (check_trailers for trailers);
+            # h2's generator pipeline for the same checks cost more than the rest of a request.
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
@@ -477,6 +512,8 @@ class Http2Connection(asyncio.Protocol):
                         stream.http.feed_end()
             elif kind is ev.WindowUpdated:
                 self.on_window_updated(event.stream_id)  # type: ignore[attr-defined]
+            elif kind is ev.TrailersReceived:
+                self.on_trailers(event)  # type: ignore[arg-type]
             elif kind is ev.StreamReset:
                 self.on_reset(event)  # type: ignore[arg-type]
             elif kind is ev.RemoteSettingsChanged:
@@ -519,6 +556,14 @@ class Http2Connection(asyncio.Protocol):
         if self.idle_timer is not None:
             self.idle_timer.cancel()
             self.idle_timer = None
+        try:
+            scope, status, wants_trailers, expect_continue = self.build_scope(event.headers)
+        except Malformed as exc:
+            # RFC 9113 §8.1.1: a malformed request is a stream error; the connection serves on.
+            guard_counters["malformed"] += 1
+            logger.info("Malformed HTTP/2 request on stream %d: %s", stream_id, exc)
+            self.h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            return
         limit = self.config.limit_concurrency
         if self.goaway_sent:
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
@@ -533,75 +578,122 @@ class Http2Connection(asyncio.Protocol):
         self.last_stream_id = stream_id
         stream = H2StreamTransport(self, stream_id)
         self.streams[stream_id] = stream
-        stream.request_ended = event.stream_ended is not None
-        if self.config.ws != "none" and any(name == b":protocol" for name, _ in event.headers):
+        request_ended = stream.request_ended = event.stream_ended is not None
+        if scope is None:
             from roadrunner.protocols.websocket import upgrade_h2
 
             upgrade_h2(self, stream, event.headers)
             return
-        scope, status = self.build_scope(event.headers)
         if status:
             guard_counters[f"status_{status}"] += 1
             self.send_headers(stream, [(b":status", STATUS[status]), (b"content-length", b"0")], True)
             stream.end_sent = True
             self.maybe_finish(stream)
             return
-        self.run_stream(stream, scope)
+        http = HTTPStream(
+            scope, stream, self.state, self.access_log, expect_continue and not request_ended,
+            not request_ended,
+        )
+        http.wants_trailers = wants_trailers
+        stream.http = http
+        self.start_app(http)
 
-    def build_scope(self, headers: Headers) -> tuple[dict[str, Any], int]:
-        """The ASGI scope of a request (same keys as HTTP/1.1), or an error status to answer."""
-        method = path = authority = b""
-        scheme = self.scheme.encode()
-        size = 0
+    def build_scope(self, headers: Headers) -> tuple[dict[str, Any] | None, int, bool, bool]:
+        """Check a request's fields and build its ASGI scope (same keys as HTTP/1.1), in one pass.
+
+        Returns (scope, error status to answer instead, client accepts trailers, client expects
+        100-continue); scope None is an Extended CONNECT (RFC 8441) for the WebSocket side.
+        Raises Malformed for what RFC 9113 §8.1.1 makes a stream error.
+        """
+        pseudo: dict[bytes, bytes] = {}
         regular: Headers = []
-        has_host = False
-        body_limit = self.config.limit_request_body
+        cookies: list[bytes] | None = None
+        host: bytes | None = None
+        content_length = b""
+        size = 0
+        wants_trailers = expect_continue = False
         for name, value in headers:
             size += len(name) + len(value) + 32  # RFC 9113 §6.5.2: the header list size
-            if name[0] == 58:  # b":"  -- h2 has validated the pseudo-headers
-                if name == b":method":
-                    method = value
-                elif name == b":path":
-                    path = value
-                elif name == b":authority":
-                    authority = value
-                elif name == b":scheme":
-                    scheme = value
+            if not name:
+                raise Malformed("empty field name")  # §8.2.1
+            if BAD_VALUE(value) is not None:
+                raise Malformed(f"invalid value of {name!r}")  # §8.2.1
+            if name[0] == 58:  # b":"
+                # §8.3: known request pseudo-headers, each once, all before the regular fields.
+                if regular or cookies is not None or name not in REQUEST_PSEUDO or name in pseudo:
+                    raise Malformed(f"invalid, repeated or misplaced pseudo-header {name!r}")
+                pseudo[name] = value
                 continue
-            if name == b"host":
-                has_host = True
-            elif name == b"content-length" and body_limit is not None and int(value) > body_limit:
-                return {}, 413
+            if BAD_NAME(name) is not None:
+                raise Malformed(f"invalid field name {name!r}")  # §8.2.1: uppercase, controls
+            if name in SPECIAL_FIELDS:
+                if name in HOP_BY_HOP:
+                    raise Malformed(f"connection-specific field {name!r}")  # §8.2.2
+                if name == b"te":
+                    if value.lower() != b"trailers":
+                        raise Malformed("TE other than trailers")  # §8.2.2
+                    wants_trailers = True
+                elif name == b"host":
+                    if host is not None:
+                        raise Malformed("more than one Host")
+                    host = value
+                elif name == b"cookie":
+                    # §8.2.3: split cookie fields are joined into one (after the others).
+                    if cookies is None:
+                        cookies = []
+                    cookies.append(value)
+                    continue
+                elif name == b"content-length":
+                    content_length = value
+                elif name == b"expect":
+                    expect_continue = value.lower() == b"100-continue"
             regular.append((name, value))
+        method = pseudo.get(b":method")
+        path = pseudo.get(b":path")
+        authority = pseudo.get(b":authority")
+        if method is None:
+            raise Malformed("no :method")  # §8.3.1
+        if b":protocol" in pseudo:
+            # RFC 8441 §4: :protocol only on CONNECT, which then carries :scheme and :path.
+            if method != b"CONNECT" or path is None or b":scheme" not in pseudo:
+                raise Malformed("invalid Extended CONNECT")
+        elif method == b"CONNECT":
+            if path is not None or b":scheme" in pseudo:
+                raise Malformed("CONNECT with :scheme or :path")  # §8.5
+        elif path is None or b":scheme" not in pseudo:
+            raise Malformed("no :scheme or :path")  # §8.3.1
+        if path is not None and not path:
+            raise Malformed("empty :path")  # §8.3.1
+        if authority is None:
+            if host is None:
+                raise Malformed("neither :authority nor Host")  # §8.3.1
+        elif host is not None and host != authority:
+            raise Malformed("Host differs from :authority")  # §8.3.1
+        if cookies is not None:
+            regular.append((b"cookie", b"; ".join(cookies)))
+        if content_length and not content_length.isdigit():
+            raise Malformed("invalid content-length")  # RFC 9110 §8.6 (h2 skips it on HEAD)
         if size > self.config.h2_max_header_list_size:
-            return {}, 431
+            return {}, 431, False, False
+        body_limit = self.config.limit_request_body
+        if content_length and body_limit is not None and int(content_length) > body_limit:
+            return {}, 413, False, False
+        if b":protocol" in pseudo and self.config.ws != "none":
+            return None, 0, False, False
         if method == b"CONNECT":
-            return {}, 501  # no CONNECT tunnels (RFC 9113 §8.5) on this server
-        if authority and not has_host:
+            return {}, 501, False, False  # no CONNECT tunnels (RFC 9113 §8.5) on this server
+        if authority is not None and host is None:
             # RFC 9113 §8.3.1: :authority stands in for Host; ASGI apps read Host.
             regular.insert(0, (b"host", authority))
+        assert path is not None
         raw_path, _, query = path.partition(b"?")
+        scheme = pseudo[b":scheme"]
         return http_scope(
             asgi=self.asgi_info, http_version="2", server=self.server, client=self.client,
             scheme=scheme.decode("latin-1"), method=method.decode("latin-1"),
             root_path=self.root_path, raw_path=raw_path, query_string=query, headers=regular,
             app_state=self.app_state,
-        ), 0
-
-    def run_stream(self, stream: H2StreamTransport, scope: dict[str, Any]) -> None:
-        expect_continue = wants_trailers = False
-        for name, value in scope["headers"]:
-            if name == b"te":
-                wants_trailers = b"trailers" in value.lower()
-            elif name == b"expect":
-                expect_continue = value.lower() == b"100-continue"
-        more_body = not stream.request_ended
-        http = HTTPStream(
-            scope, stream, self.state, self.access_log, expect_continue and more_body, more_body
-        )
-        http.wants_trailers = wants_trailers
-        stream.http = http
-        self.start_app(http)
+        ), 0, wants_trailers, expect_continue
 
     def start_app(self, http: HTTPStream) -> None:
         app = self.app
@@ -647,6 +739,22 @@ class Http2Connection(asyncio.Protocol):
         if data:
             stream.unacked += len(data)
             stream.http.feed_body(data)
+
+    def on_trailers(self, event: ev.TrailersReceived) -> None:
+        try:
+            check_trailers(event.headers)
+        except Malformed as exc:
+            # RFC 9113 §8.1: a malformed trailer section is a stream error.
+            guard_counters["malformed"] += 1
+            logger.info("Malformed HTTP/2 trailers on stream %d: %s", event.stream_id, exc)
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                self.reset(stream, ErrorCodes.PROTOCOL_ERROR)
+            else:
+                try:
+                    self.h2.reset_stream(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
+                except (StreamClosedError, ProtocolError):
+                    pass
 
     def on_window_updated(self, stream_id: int) -> None:
         if stream_id:

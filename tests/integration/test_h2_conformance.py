@@ -147,6 +147,27 @@ MALFORMED: list[tuple[str, list[tuple[bytes, bytes]], bytes | None]] = [
      request_headers(method=b"POST", content_length=b"10"), b"abc"),
     ("8.1.1 content-length smaller than DATA",
      request_headers(method=b"POST", content_length=b"2"), b"abc"),
+    ("8.1.1 content-length not a number on HEAD",
+     request_headers(method=b"HEAD", content_length=b"abc"), None),
+    ("8.2.1 NUL in a field value", request_headers() + [(b"x-a", b"a\x00b")], None),
+    ("8.2.1 CR in a field value", request_headers() + [(b"x-a", b"a\rb")], None),
+    ("8.2.1 LF in a field value", request_headers() + [(b"x-a", b"a\nb")], None),
+    ("8.2.1 LF in a pseudo-header value", fields_without(b":path") + [(b":path", b"/\n")], None),
+    ("8.2.1 leading space in a field value", request_headers() + [(b"x-a", b" a")], None),
+    ("8.2.1 trailing tab in a field value", request_headers() + [(b"x-a", b"a\t")], None),
+    ("8.2.1 space in a field name", request_headers() + [(b"x a", b"1")], None),
+    ("8.2.1 colon inside a field name", request_headers() + [(b"x:a", b"1")], None),
+    ("8.2.1 DEL in a field name", request_headers() + [(b"x\x7f", b"1")], None),
+    ("8.2.1 empty field name", request_headers() + [(b"", b"1")], None),
+    ("8.2.2 upgrade field", request_headers() + [(b"upgrade", b"h2c")], None),
+    ("8.2.2 proxy-connection field", request_headers() + [(b"proxy-connection", b"x")], None),
+    ("8.3 :protocol without CONNECT", request_headers() + [(b":protocol", b"websocket")], None),
+    ("8.3.1 Host differs from :authority", request_headers() + [(b"host", b"other")], None),
+    ("8.3.1 two Host fields",
+     fields_without(b":authority") + [(b"host", b"a"), (b"host", b"a")], None),
+    ("8.3.1 neither :authority nor Host", fields_without(b":authority"), None),
+    ("8.5 CONNECT with :path",
+     [(b":method", b"CONNECT"), (b":authority", b"example.com:443"), (b":path", b"/")], None),
 ]
 
 
@@ -290,6 +311,25 @@ def test_8_1_trailers_with_pseudo_header_is_stream_error(server: RunningServer) 
                         + frame(DATA, 0, 1, b"abc")
                         + headers(client, 1, [(b":path", b"/x")]))
         assert client.stream_outcome(1)["reset"] == PROTOCOL_ERROR
+
+
+@pytest.mark.parametrize("field", [(b"X-Upper", b"1"), (b"connection", b"close"),
+                                   (b"te", b"gzip"), (b"x-a", b"a\r\nb")],
+                         ids=["uppercase", "connection-specific", "TE", "CRLF value"])
+def test_8_1_malformed_trailers_are_stream_error(server: RunningServer,
+                                                  field: tuple[bytes, bytes]) -> None:
+    with RawH2(server.port) as client:
+        client.send_raw(headers(client, 1, request_headers(method=b"POST"), END_HEADERS)
+                        + frame(DATA, 0, 1, b"abc") + headers(client, 1, [field]))
+        assert client.stream_outcome(1)["reset"] == PROTOCOL_ERROR
+        client.request(3)  # the connection keeps serving
+        assert client.stream_outcome(3)["body"] == b"ok:0"
+
+
+def test_8_3_1_host_without_authority_is_served(server: RunningServer) -> None:
+    with RawH2(server.port) as client:
+        client.request(1, fields_without(b":authority") + [(b"host", b"example.com")])
+        assert client.stream_outcome(1)["body"] == b"ok:0"
 
 
 def test_8_1_request_trailers_are_accepted(server: RunningServer) -> None:
