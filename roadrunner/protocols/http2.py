@@ -17,6 +17,8 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import h2.events as ev
+import hpack.hpack
+import hpack.table
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
@@ -236,8 +238,41 @@ class RateGuard:
         return self.tokens < 0
 
 
+class QuietLog:
+    """Stands in for an hpack module logger while its DEBUG level is off.
+
+    hpack calls log.debug() for every integer and field it codes (about two dozen calls per
+    request); a disabled Logger.debug() still costs two Python calls each, this one call.
+    """
+
+    __slots__ = ("logger",)
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.logger, name)
+
+    @staticmethod
+    def debug(*args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def quiet_hpack_debug() -> None:
+    """Swap hpack's loggers for QuietLog while DEBUG is off for them, back when it is on."""
+    for module in (hpack.hpack, hpack.table):
+        current = getattr(module, "log", None)
+        if current is None:
+            continue
+        real = current.logger if isinstance(current, QuietLog) else current
+        quiet = not real.isEnabledFor(logging.DEBUG)
+        if quiet != isinstance(current, QuietLog):
+            module.log = QuietLog(real) if quiet else real  # type: ignore[attr-defined]
+
+
 def new_h2_state(config: Config) -> ServerH2Connection:
     """A server-side h2 state machine carrying our settings and caps."""
+    quiet_hpack_debug()
     conn = ServerH2Connection(
         H2Configuration(
             client_side=False,
