@@ -349,12 +349,22 @@ class H2StreamTransport:
     def write_head(self, status: int, headers: Headers, end_stream: bool) -> None:
         if self.closed:
             return
-        out = [(b":status", STATUS[status])]
-        names = {name for name, _ in headers}
-        out.extend(item for item in self.connection.state.default_headers if item[0] not in names)
+        state = self.connection.state
+        defaults = state.default_headers
+        default_names = state.default_header_names
+        out = [(b":status", STATUS[status]), *defaults]
+        replaced = False
         for item in headers:
-            if item[0] not in HOP_BY_HOP:
-                out.append(item)
+            name = item[0]
+            if name in HOP_BY_HOP:
+                continue  # RFC 9113 §8.2.2
+            if name in default_names:
+                replaced = True
+            out.append(item)
+        if replaced:
+            # The app's own Server / Date (or other default) replaces the server's.
+            names = {name for name, _ in headers}
+            out[1:1 + len(defaults)] = [item for item in defaults if item[0] not in names]
         self.connection.send_headers(self, out, end_stream)
         if end_stream:
             self.end_sent = True
@@ -448,6 +458,7 @@ class Http2Connection(asyncio.Protocol):
         self.flush_handle: asyncio.Handle | None = None
         self.preface_timer: asyncio.TimerHandle | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since = 0.0  # loop time the connection last became idle (no streams)
         self.resets = RateGuard(config.h2_max_reset_rate)
         self.pings = RateGuard(config.h2_max_ping_rate)
         self.settings = RateGuard(config.h2_max_settings_rate)
@@ -588,9 +599,7 @@ class Http2Connection(asyncio.Protocol):
         if self.preface_timer is not None:
             self.preface_timer.cancel()
             self.preface_timer = None
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
+        # The idle timer is left running: on_idle sees the open stream (see arm_idle_timer).
         try:
             scope, status, wants_trailers, expect_continue = self.build_scope(event.headers)
         except Malformed as exc:
@@ -598,6 +607,7 @@ class Http2Connection(asyncio.Protocol):
             guard_counters["malformed"] += 1
             logger.info("Malformed HTTP/2 request on stream %d: %s", stream_id, exc)
             self.h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self.arm_idle_timer()
             return
         limit = self.config.limit_concurrency
         if self.goaway_sent:
@@ -609,6 +619,7 @@ class Http2Connection(asyncio.Protocol):
             # RFC 9113 §5.1.2: past the advertised limit (or the server's), refuse the stream.
             guard_counters["refused_stream"] += 1
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            self.arm_idle_timer()
             return
         self.last_stream_id = stream_id
         stream = H2StreamTransport(self, stream_id)
@@ -857,14 +868,28 @@ class Http2Connection(asyncio.Protocol):
         self.close(ErrorCodes.NO_ERROR)
 
     def arm_idle_timer(self) -> None:
-        if self.idle_timer is None and not self.dead:
-            self.idle_timer = self.loop.call_later(self.config.timeout_keep_alive, self.on_idle)
+        """(Re)start the idle clock; with no stream open past timeout_keep_alive, we close.
+
+        One timer serves many idle periods: a request does not cancel it, and on_idle waits out
+        the rest of the latest period (a timer created and cancelled per request was a
+        measurable part of a small request's cost).
+        """
+        if self.dead or self.streams:
+            return
+        self.idle_since = now = self.loop.time()
+        if self.idle_timer is None:
+            self.idle_timer = self.loop.call_at(now + self.config.timeout_keep_alive, self.on_idle)
 
     def on_idle(self) -> None:
         self.idle_timer = None
-        if not self.streams:
-            guard_counters["idle_timeout"] += 1
-            self.close(ErrorCodes.NO_ERROR)
+        if self.streams or self.dead:
+            return  # busy: drop() restarts the clock when the last stream goes
+        deadline = self.idle_since + self.config.timeout_keep_alive
+        if self.loop.time() < deadline:
+            self.idle_timer = self.loop.call_at(deadline, self.on_idle)
+            return
+        guard_counters["idle_timeout"] += 1
+        self.close(ErrorCodes.NO_ERROR)
 
     def shutdown(self) -> None:
         """Graceful shutdown: GOAWAY with the last stream we took; close once those finish."""

@@ -397,6 +397,34 @@ def test_idle_connection_is_closed_with_goaway() -> None:
     assert guard_counters["idle_timeout"] == before + 1
 
 
+def test_idle_clock_restarts_after_each_request() -> None:
+    before = guard_counters["idle_timeout"]
+    with run_server(echo_app, protocols="h2", timeout_keep_alive=1.0) as server:
+        with RawH2(server.port) as client:
+            for stream_id in (1, 3, 5):  # 1.5 s of traffic, more than the 1 s timeout
+                threading.Event().wait(0.5)
+                client.request(stream_id, request_headers(b"/"))
+                assert client.stream_outcome(stream_id)["status"] == 200
+            assert client.is_alive()
+            goaway = client.goaway()  # and then idle for 1 s
+            assert goaway is not None and goaway.error_code == 0 and goaway.last_stream_id == 5
+    assert guard_counters["idle_timeout"] == before + 1
+
+
+def test_app_headers_replace_server_defaults() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"server", b"mine"), (b"x-a", b"1")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    with run_server(app, protocols="h2") as server, RawH2(server.port) as client:
+        client.request(1, request_headers(b"/"))
+        names = [name for name, _ in client.stream_outcome(1)["headers"]]
+        assert names[0] == b":status" and names.count(b"server") == 1 and b"date" in names
+        client.request(3, request_headers(b"/"))
+        assert (b"server", b"mine") in client.stream_outcome(3)["headers"]
+
+
 def test_preface_timeout_closes_silent_connection() -> None:
     before = guard_counters["preface_timeout"]
     with run_server(echo_app, protocols="h2", timeout_request_header=0.2) as server:
