@@ -32,6 +32,8 @@ from h2.exceptions import (
 )
 from h2.frame_buffer import CONTINUATION_BACKLOG, FrameBuffer
 from h2.settings import SettingCodes
+from h2.stream import H2Stream
+from h2.utilities import HeaderValidationFlags
 from hpack import Decoder, Encoder, HPACKError
 from hyperframe.frame import (
     ContinuationFrame,
@@ -115,7 +117,9 @@ class CappedFrameBuffer(FrameBuffer):
     def _update_header_buffer(self, f: Frame | None) -> Frame | None:
         pending = self._headers_buffer
         if isinstance(f, HeadersFrame | ContinuationFrame):
-            size = sum(len(frame.data) for frame in pending) + len(f.data)
+            size = len(f.data)
+            if pending:
+                size += sum(len(frame.data) for frame in pending)
             if size > self.block_limit or len(pending) >= CONTINUATION_BACKLOG:
                 guard_counters["header_block"] += 1
                 raise HeaderBlockTooLarge("header block exceeds the limit")
@@ -170,16 +174,44 @@ class CappedEncoder(Encoder):
         Encoder.header_table_size.fset(self, min(value, self.cap))  # type: ignore[attr-defined]
 
 
+# h2 forgets closed streams while counting open ones: we let this many streams (about 0.5 KiB
+# each) accumulate before a sweep.
+STREAM_SWEEP = 8
+NO_VALIDATION = HeaderValidationFlags(
+    is_client=False, is_trailer=False, is_response_header=False, is_push_promise=False
+)
+
+
+class ServerH2Stream(H2Stream):
+    """h2's stream without the per-header-block work that only h2's header validation uses."""
+
+    def _build_hdr_validation_flags(self, events: Any) -> HeaderValidationFlags:
+        # Read only by h2's validation and normalization, which new_h2_state turns off.
+        return NO_VALIDATION
+
+    def _process_received_headers(
+        self, headers: Any, header_validation_flags: Any, header_encoding: Any
+    ) -> list[tuple[bytes, bytes]]:
+        # With validation, normalization and decoding off, h2 would only copy the list.
+        return headers if type(headers) is list else list(headers)
+
+
 class ServerH2Connection(H2Connection):
     """h2's connection with RFC 9113 stream errors where h2 would tear the connection down."""
 
     @property
     def open_inbound_streams(self) -> int:
         # h2 would answer a stream past SETTINGS_MAX_CONCURRENT_STREAMS with a connection error;
-        # Http2Connection refuses it with REFUSED_STREAM instead (RFC 9113 §5.1.2). The call
-        # still runs h2's cleanup of closed streams.
-        H2Connection.open_inbound_streams.fget(self)  # type: ignore[attr-defined]
+        # Http2Connection refuses it with REFUSED_STREAM instead (RFC 9113 §5.1.2). h2's count
+        # also forgets closed streams (a walk over all of them): that runs once some accumulate.
+        if len(self.streams) > STREAM_SWEEP:
+            H2Connection.open_inbound_streams.fget(self)  # type: ignore[attr-defined]
         return 0
+
+    def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> H2Stream:
+        stream = super()._begin_new_stream(stream_id, allowed_ids)
+        stream.__class__ = ServerH2Stream
+        return stream
 
     def _receive_frame(self, frame: Frame) -> list[ev.Event]:
         if type(frame) is WindowUpdateFrame and frame.stream_id and not frame.window_increment:
@@ -280,6 +312,7 @@ def new_h2_state(config: Config) -> ServerH2Connection:
             # RFC 9113 §8.1.1-§8.3: Http2Connection.build_scope checks request fields and joins
             # split cookies in the one pass that builds the scope (check_trailers for trailers);
             # h2's generator pipeline for the same checks cost more than the rest of a request.
+            # (ServerH2Stream relies on validation and normalization being off.)
             validate_inbound_headers=False,
             normalize_inbound_headers=False,
             validate_outbound_headers=False,
