@@ -18,6 +18,7 @@ from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionTerminated
 from aioquic.quic.packet import QuicPacketType, pull_quic_header
 
+from roadrunner.protocols.http3 import CreditQuicConnection
 from roadrunner.protocols.quic import gso_supported
 from tests.helpers import run_server
 from tests.integration.test_http3 import echo_app
@@ -452,6 +453,36 @@ def test_download_batches_datagrams_with_gso(tls_files: dict[str, str], gso: boo
             assert sender.syscalls <= len(batches) + len(multi) * 2
         else:
             assert sender.syscalls == sender.datagrams
+
+
+def test_aioquic_gets_the_precise_time(
+    tls_files: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aioquic's pacer (RFC 9002 §7.7) refills its send budget from the `now` it is given. The
+    server must pass a clock finer than uvloop's loop.time(), which moves in whole milliseconds:
+    with it, a download got one paced burst per millisecond and idled in between."""
+    pytest.importorskip("uvloop")
+    size = 1024 * 1024
+    seen: list[float] = []
+    original = CreditQuicConnection.datagrams_to_send
+
+    def recording(self: CreditQuicConnection, now: float) -> list[tuple[bytes, Any]]:
+        seen.append(now)
+        return original(self, now=now)
+
+    monkeypatch.setattr(CreditQuicConnection, "datagrams_to_send", recording)
+
+    async def main(port: int) -> None:
+        async with h3_connect(port, tls_files["cafile"]) as client:
+            response = await client.request("GET", "/big")
+            assert len(response.body) == size
+
+    with run_server(download_app_factory(size), **h3_server_kwargs(tls_files, loop="uvloop")) as server:
+        asyncio.run(main(server.port))
+    assert len(seen) > 10
+    assert seen == sorted(seen), "aioquic's time went backwards"
+    whole_ms = [now for now in seen if abs(now * 1000 - round(now * 1000)) < 1e-6]
+    assert len(whole_ms) < len(seen) // 2, f"{len(whole_ms)} of {len(seen)} times on a whole ms"
 
 
 def test_client_resets_return_stream_credit(tls_files: dict[str, str]) -> None:
