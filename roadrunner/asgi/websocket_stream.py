@@ -34,6 +34,7 @@ from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import LocalProtocolError, split_comma_header
 
 from roadrunner.asgi.validation import InvalidMessage, validate_response_start
+from roadrunner.asgi.websocket_fastpath import encode_frame, parse_frames, wsproto_idle
 from roadrunner.logging import format_client, request_target
 
 if TYPE_CHECKING:
@@ -264,7 +265,8 @@ class WebSocketStream:
         self.conn: Connection | None = None
         self.pending = bytearray()  # bytes received before accept
         self.queue: deque[dict[str, Any]] = deque()
-        self.event = asyncio.Event()
+        self.waiter: asyncio.Future[None] | None = None  # receive() waiting for a message
+        self.plain_frames = False  # no permessage-deflate: outgoing frames are built directly
         self.connect_delivered = False
         self.app_closed = False  # the app sent websocket.close (or the server did for it)
         self.close_code = 1006
@@ -282,8 +284,17 @@ class WebSocketStream:
 
     def feed_data(self, data: bytes) -> None:
         if self.phase is Phase.OPEN:
-            assert self.conn is not None
-            self.conn.receive_data(data)
+            conn = self.conn
+            assert conn is not None
+            if self.failure_code is None and wsproto_idle(conn):
+                # The common frame bypasses wsproto (websocket_fastpath); from the first frame
+                # that does not qualify on, wsproto parses as usual.
+                used = parse_frames(data, self.max_size, self.deliver)
+                if used == len(data):
+                    return
+                if used:
+                    data = data[used:]
+            conn.receive_data(data)
             self.handle_events()
         elif self.phase is Phase.CONNECTING:
             # RFC 6455 §4.1: the client waits for the handshake response; keep what came early.
@@ -339,8 +350,12 @@ class WebSocketStream:
         else:
             message = {"type": "websocket.receive", "bytes": b"".join(self.bytes_parts)}
             self.bytes_parts = []
+        self.deliver(message)
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """Queue a received message for the app and wake receive()."""
         self.queue.append(message)
-        self.event.set()
+        self.wake()
         if len(self.queue) >= self.max_queue and not self.read_paused:
             # Backpressure: the app reads slower than the peer sends.
             self.read_paused = True
@@ -411,7 +426,14 @@ class WebSocketStream:
             if handle is not None:
                 handle.cancel()
         self.ping_handle = self.close_handle = None
-        self.event.set()
+        self.wake()
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     # -- keepalive ----------------------------------------------------------------------------------
 
@@ -498,8 +520,9 @@ class WebSocketStream:
         if not self.queue and self.failure_code is not None:
             self.fail_now()
         while not self.queue and self.phase is not Phase.CLOSED:
-            self.event.clear()
-            await self.event.wait()
+            # One future per wait, set by deliver() or finish().
+            waiter = self.waiter = self.loop.create_future()
+            await waiter
         if self.queue:
             message = self.queue.popleft()
             if self.read_paused and len(self.queue) < self.max_queue:
@@ -510,6 +533,19 @@ class WebSocketStream:
 
     async def send(self, message: dict[str, Any]) -> None:
         message_type = message["type"]
+        if (
+            message_type == "websocket.send" and self.plain_frames and self.phase is Phase.OPEN
+            and not self.app_closed and self.conn is not None
+            and self.conn.state is ConnectionState.OPEN
+        ):
+            # websocket_fastpath: an unfragmented, uncompressed frame, built without wsproto.
+            data = self.message_data(message)
+            if isinstance(data, str):
+                self.transport.write(encode_frame(data.encode(), False))
+            else:
+                self.transport.write(encode_frame(data, True))
+            await self.transport.drain()
+            return
         if self.phase is Phase.CONNECTING:
             if message_type == "websocket.accept":
                 self.accept(message)
@@ -607,6 +643,7 @@ class WebSocketStream:
                 headers.append((b"sec-websocket-extensions", accepted))
                 extensions.append(deflate)
         extensions.append(MessageSizeLimit(self.max_size))
+        self.plain_frames = len(extensions) == 1  # permessage-deflate compresses through wsproto
         self.transport.send_accept(headers)
         self.log("accepted")
         self.conn = Connection(ConnectionType.SERVER, extensions=extensions)
