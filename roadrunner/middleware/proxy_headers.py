@@ -17,6 +17,10 @@ from roadrunner.config import parse_trusted_hosts
 MODES = ("auto", "x-forwarded", "forwarded")
 CACHE_SIZE = 4096
 PROTOS = ("http", "https", "ws", "wss")
+# The only header names apply() reads (lower-case, as every protocol delivers them).
+FORWARDING_NAMES = frozenset(
+    (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"forwarded")
+)
 DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 # RFC 9110 §7.2 / RFC 3986 §3.2.2: uri-host [ ":" port ]; anything else is ignored.
 HOST_VALUE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{1,5})?")
@@ -126,15 +130,22 @@ class ProxyHeadersMiddleware:
     def rewrite(self, scope: dict[str, Any]) -> None:
         """Apply the forwarding headers to the scope in place (the server's fast path calls
         this directly, saving a coroutine layer per request)."""
-        if scope["type"] in ("http", "websocket"):
-            client = scope.get("client")
-            if (client[0] if client else None) in self.trusted:
-                self.apply(scope)
+        if scope["type"] not in ("http", "websocket"):
+            return
+        # Most requests carry no forwarding header: look for one before anything costlier.
+        for name, _ in scope["headers"]:
+            if name in FORWARDING_NAMES:
+                break
+        else:
+            return
+        client = scope.get("client")
+        if (client[0] if client else None) in self.trusted:
+            self.apply(scope)
 
     def apply(self, scope: dict[str, Any]) -> None:
         forwarded_for = forwarded_proto = forwarded_host = forwarded_port = forwarded = None
         for name, value in scope["headers"]:
-            if not name.startswith((b"x-forwarded-", b"forwarded")):
+            if name not in FORWARDING_NAMES:
                 continue
             if name == b"x-forwarded-for":
                 forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value

@@ -568,7 +568,7 @@ class H1Connection(asyncio.Protocol):
 class HttpToolsConnection(H1Connection):
     """HTTP/1.1 over the httptools (llhttp) parser: the fast path."""
 
-    __slots__ = ("parser", "url", "headers", "header_size", "te_invalid")
+    __slots__ = ("parser", "url", "headers", "header_size", "te_invalid", "in_head")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -577,6 +577,7 @@ class HttpToolsConnection(H1Connection):
         self.url = b""
         self.headers: Headers = []
         self.te_invalid = False
+        self.in_head = False
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -584,6 +585,10 @@ class HttpToolsConnection(H1Connection):
         self.bytes_in_request += len(data)
         try:
             self.parser.feed_data(data)
+            if self.in_head:
+                # A head split across reads: the header-read deadline replaces keep-alive's.
+                # (A head that arrives whole never touches the timer here.)
+                H1Connection.on_message_begin(self)
         except RequestRejected as exc:
             self.reject(exc.status, str(exc))
         except httptools.HttpParserUpgrade as exc:
@@ -610,7 +615,7 @@ class HttpToolsConnection(H1Connection):
 
     # httptools callbacks
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        self.in_head = True
         self.url = b""
         self.headers = []
         self.header_size = 0
@@ -633,6 +638,7 @@ class HttpToolsConnection(H1Connection):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
         parser = self.parser
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
