@@ -59,8 +59,10 @@ logger = logging.getLogger("roadrunner.error")
 Headers = list[tuple[bytes, bytes]]
 NetworkAddress = Any
 
-# A response stream stops accepting app writes (drain() waits) above this many unacknowledged
-# bytes and resumes below half of it: memory per stream stays bounded by the peer's credit.
+# A response stream stops accepting app writes (drain() waits) while more than this many bytes
+# wait to be sent for the first time, and resumes at half of it. Bytes in flight are bounded by
+# the congestion window and the peer's credit, so memory per stream stays bounded; counting
+# only unsent bytes lets the app refill the stream before the sender runs dry.
 SEND_HIGH_WATER = 256 * 1024
 # RFC 9114 §4.2: connection-specific fields are malformed in HTTP/3; never emit them.
 CONNECTION_SPECIFIC = frozenset(
@@ -187,10 +189,13 @@ class CreditQuicConnection(QuicConnection):
         finally:
             receiver.highest_offset = highest
 
-    def send_buffered(self, stream_id: int) -> int:
-        """Bytes written to a stream and not yet acknowledged by the peer."""
+    def send_queued(self, stream_id: int) -> int:
+        """Bytes written to a stream and never sent yet (retransmissions not counted)."""
         stream = self._streams.get(stream_id)
-        return len(stream.sender._buffer) if stream is not None else 0
+        if stream is None:
+            return 0
+        sender = stream.sender
+        return sender._buffer_stop - sender.highest_offset
 
 
 class FrameTruncated(ProtocolError):
@@ -769,9 +774,9 @@ class Http3Connection:
         self.schedule_transmit()  # may carry MAX_STREAM_DATA / MAX_DATA
 
     async def drain(self, transport: H3StreamTransport) -> None:
-        """Wait while the stream holds more unacknowledged data than SEND_HIGH_WATER."""
+        """Wait while the stream holds more unsent data than SEND_HIGH_WATER."""
         while not transport.closed and not self.terminated and (
-            self.quic.send_buffered(transport.stream_id) > SEND_HIGH_WATER
+            self.quic.send_queued(transport.stream_id) > SEND_HIGH_WATER
         ):
             waiter = self.drain_waiters.get(transport.stream_id)
             if waiter is None:
@@ -780,7 +785,7 @@ class Http3Connection:
 
     def wake_drain_waiters(self) -> None:
         for stream_id, waiter in list(self.drain_waiters.items()):
-            if self.quic.send_buffered(stream_id) <= SEND_HIGH_WATER // 2:
+            if self.quic.send_queued(stream_id) <= SEND_HIGH_WATER // 2:
                 self.release_drain(stream_id)
             elif waiter.done():
                 del self.drain_waiters[stream_id]
