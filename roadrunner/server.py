@@ -44,11 +44,18 @@ class ServerState:
         self.default_header_names: frozenset[bytes] = frozenset()
         self.default_header_block = b""
 
-    def start_task(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run one request's (or WebSocket's) app: counted, and tracked for graceful drain."""
+    def start_task(
+        self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None], self_removing: bool = False
+    ) -> asyncio.Task[None]:
+        """Run one request's (or WebSocket's) app: counted, and tracked for graceful drain.
+
+        A `self_removing` coroutine discards its task from `tasks` itself when it ends (saving a
+        done-callback per request); whoever cancels such a task before it starts discards it.
+        """
         task = loop.create_task(coro)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        if not self_removing:
+            task.add_done_callback(self.tasks.discard)
         self.total_requests += 1
         return task
 

@@ -153,6 +153,9 @@ class HTTPStream:
             elif not self.response_complete and not self.disconnected:
                 logger.error("ASGI callable returned without completing response.")
                 self.transport.abort()
+        finally:
+            # Tasks started with start_task(self_removing=True) leave the registry here.
+            self.state.tasks.discard(self.task)  # type: ignore[arg-type]
 
     def send_error_response(self, status: int, extra: Headers | None = None) -> None:
         """Answer with a short plain-text error (500 after an app failure, 503 when shedding)."""

@@ -15,6 +15,10 @@ Headers = list[tuple[bytes, bytes]]
 # Header names already validated, mapped to their lower-case form; apps repeat the same few.
 KNOWN_NAMES: dict[bytes, bytes] = {}
 KNOWN_NAMES_LIMIT = 2048
+# Whole (name, value) tuples already validated, mapped to their lower-cased pair: most responses
+# repeat the same Content-Type, Content-Length and friends. Cleared when full (bounded memory).
+KNOWN_PAIRS: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
+KNOWN_PAIRS_LIMIT = 4096
 
 
 class InvalidMessage(RuntimeError):
@@ -27,7 +31,16 @@ def validate_headers(raw: Iterable[Any] | None, lower: bool = True) -> Headers:
         return []
     headers: Headers = []
     known = KNOWN_NAMES
+    pairs = KNOWN_PAIRS
     for item in raw:
+        if type(item) is tuple:
+            try:
+                pair = pairs.get(item)
+            except TypeError:  # an unhashable member (bytearray...): the checks below answer
+                pair = None
+            if pair is not None:
+                headers.append(pair if lower else item)
+                continue
         try:
             name, value = item
         except (TypeError, ValueError):
@@ -45,6 +58,10 @@ def validate_headers(raw: Iterable[Any] | None, lower: bool = True) -> Headers:
                 known[name] = lowered
         if INVALID_VALUE_RE.search(value):
             raise InvalidMessage(f"Invalid HTTP header value {value!r} for {name!r}.")
+        if type(item) is tuple and type(value) is bytes:
+            if len(pairs) >= KNOWN_PAIRS_LIMIT:
+                pairs.clear()
+            pairs[item] = (lowered, value)
         headers.append((lowered if lower else name, value))
     return headers
 

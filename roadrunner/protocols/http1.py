@@ -343,6 +343,7 @@ class H1Connection(asyncio.Protocol):
             stream, self.parsing = self.parsing, None
             if stream.task is not None and not stream.app_called:
                 stream.task.cancel()  # the app never saw this request: it never will
+                self.state.tasks.discard(stream.task)  # run() never starts to discard it
             stream.feed_disconnect()
             if stream.response_started:
                 self.close_connection()
@@ -400,7 +401,7 @@ class H1Connection(asyncio.Protocol):
         ):
             logger.warning("Exceeded concurrency limit.")
             app = self.service_unavailable
-        stream.task = state.start_task(self.loop, stream.run(app))
+        stream.task = state.start_task(self.loop, stream.run(app), self_removing=True)
 
     async def service_unavailable(self, scope: Any, receive: Any, send: Any) -> None:
         """Load shedding answer: 503 with Retry-After so clients back off (RFC 9110 §15.6.4)."""
