@@ -393,15 +393,19 @@ class H1Connection(asyncio.Protocol):
         self.keep_alive = stream.keep_alive and not self.closing
         self.head_response = stream.head_request
         app = self.app
+        if self.over_concurrency_limit():
+            logger.warning("Exceeded concurrency limit.")
+            app = self.service_unavailable
+        stream.task = self.state.start_task(self.loop, stream.run(app), self_removing=True)
+
+    def over_concurrency_limit(self) -> bool:
+        """Load shedding: past --limit-concurrency-soft (or the hard limit) new requests get 503."""
         state = self.state
         limit = self.config.limit_concurrency
         soft = self.config.limit_concurrency_soft
-        if (limit is not None and (len(state.connections) > limit or len(state.tasks) >= limit)) or (
+        return (limit is not None and (len(state.connections) > limit or len(state.tasks) >= limit)) or (
             soft is not None and len(state.tasks) >= soft
-        ):
-            logger.warning("Exceeded concurrency limit.")
-            app = self.service_unavailable
-        stream.task = state.start_task(self.loop, stream.run(app), self_removing=True)
+        )
 
     async def service_unavailable(self, scope: Any, receive: Any, send: Any) -> None:
         """Load shedding answer: 503 with Retry-After so clients back off (RFC 9110 §15.6.4)."""

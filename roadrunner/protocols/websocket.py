@@ -81,6 +81,8 @@ def upgrade_h1(connection: H1Connection, stream: HTTPStream) -> bool:
         return False  # RFC 9110 §7.8: a server may ignore Upgrade
     if stream.more_body or connection.active is not None or connection.pipeline:
         return False  # a handshake has no body and is not pipelined behind a response
+    if connection.over_concurrency_limit():
+        return False  # shed like any request: served as plain HTTP, run_stream answers 503
     error = handshake_error(scope["headers"])
     if error is not None:
         status, body, extra = error

@@ -23,7 +23,13 @@ HELD = b"POST /held HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n"
 
 
 async def holding_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Plain requests answer at once; POST /held stays in flight until its body arrives."""
+    """Plain requests answer at once; POST /held stays in flight until its body arrives;
+    a WebSocket is accepted and closed."""
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 1000})
+        return
     if scope["path"] != "/held":
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", b"2")]})
@@ -87,6 +93,24 @@ def test_soft_threshold_sheds_with_retry_after(http: str) -> None:
             assert status_of(head) == 503 and head.endswith(b"\r\n\r\n")  # no body to HEAD
         # Load gone: served again.
         assert status_of(raw_request(server.port, GET)) == 200
+
+
+WS_HANDSHAKE = (
+    b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def test_websocket_handshake_is_shed_too() -> None:
+    """A new WebSocket past the soft threshold gets the same 503 + Retry-After, not a 101."""
+    with run_server(holding_app, limit_concurrency_soft=1, retry_after=3) as server:
+        with held_requests(server.port, 1):
+            response = raw_request(server.port, WS_HANDSHAKE)
+            assert status_of(response) == 503
+            assert header_value(response, b"retry-after") == b"3"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(WS_HANDSHAKE)
+            assert status_of(read_until(sock, b"\r\n\r\n")) == 101  # load gone: upgraded
 
 
 def test_soft_threshold_comes_before_the_hard_limit() -> None:
