@@ -113,6 +113,20 @@ def test_websocket_handshake_is_shed_too() -> None:
             assert status_of(read_until(sock, b"\r\n\r\n")) == 101  # load gone: upgraded
 
 
+def test_shed_503_survives_a_large_unread_upload() -> None:
+    """The 503 goes out before the body is read; lingering close keeps it from being reset."""
+    body = b"x" * (4 * 1024 * 1024)
+    with run_server(holding_app, limit_concurrency_soft=0) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
+            sock.sendall(body)
+            response = b""
+            while chunk := sock.recv(65536):
+                response += chunk
+        assert status_of(response) == 503
+        assert response.endswith(b"Service Unavailable")
+
+
 def test_soft_threshold_comes_before_the_hard_limit() -> None:
     with run_server(holding_app, limit_concurrency_soft=1, limit_concurrency=10) as server:
         with held_requests(server.port, 1):
