@@ -97,6 +97,7 @@ def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
 @click.option("--limit-request-fields", type=int, default=100, show_default=True, help="Maximum number of request header fields (431 above).")
 @click.option("--limit-request-body", type=int, default=None, help="Maximum request body size in bytes (413 above). Default: unlimited.")
 @click.option("--timeout-request-header", type=float, default=10.0, show_default=True, help="Seconds a client may take to send a request head (408 after).")
+@click.option("--timeout-shutdown-idle", type=float, default=1.0, show_default=True, help="On graceful shutdown, seconds an idle HTTP/1.1 keep-alive connection stays open to answer a request already on its way (with Connection: close).")
 @click.option("--limit-concurrency-soft", type=int, default=None, help="In-flight requests above which new requests get 503 + Retry-After.")
 @click.option("--retry-after", type=click.IntRange(min=0), default=1, show_default=True, help="Seconds sent in Retry-After with a load-shedding 503 (RFC 9110 §10.2.3).")
 @click.option("--proxy-protocol", type=click.Choice(PROXY_PROTOCOL_CHOICES), default="off", show_default=True, help="Expect a PROXY protocol header from the load balancer.")

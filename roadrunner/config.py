@@ -187,6 +187,7 @@ class Config:
         limit_request_fields: int = 100,
         limit_request_body: int | None = None,
         timeout_request_header: float = 10.0,
+        timeout_shutdown_idle: float = 1.0,
         limit_concurrency_soft: int | None = None,
         retry_after: int = 1,
         proxy_protocol: str = "off",
@@ -289,6 +290,7 @@ class Config:
         self.limit_request_fields = limit_request_fields
         self.limit_request_body = limit_request_body
         self.timeout_request_header = timeout_request_header
+        self.timeout_shutdown_idle = timeout_shutdown_idle
         self.limit_concurrency_soft = limit_concurrency_soft
         self.retry_after = retry_after
         self.proxy_protocol = proxy_protocol
@@ -389,7 +391,7 @@ class Config:
             if number <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {number}.")
         for name in ("limit_concurrency", "limit_concurrency_soft", "limit_request_body",
-                     "limit_max_requests", "retry_after"):
+                     "limit_max_requests", "retry_after", "timeout_shutdown_idle"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {value}.")

@@ -79,7 +79,7 @@ class H1Connection(asyncio.Protocol):
         "transport", "client", "server", "scheme", "parsing", "active", "pipeline", "keep_alive",
         "closing", "read_paused", "write_paused", "drain_waiter", "timer", "bytes_in_request",
         "body_received", "chunked", "expected_length", "sent_length", "response_keep_alive",
-        "head_response", "pending_head", "upgraded_to",
+        "head_response", "pending_head", "upgraded_to", "draining",
     )
 
     def __init__(
@@ -115,6 +115,7 @@ class H1Connection(asyncio.Protocol):
         self.pipeline: deque[HTTPStream] | None = None  # created on the first pipelined request
         self.keep_alive = True
         self.closing = False
+        self.draining = False  # graceful shutdown: answer what comes, then close
         self.read_paused = False
         self.write_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
@@ -390,7 +391,7 @@ class H1Connection(asyncio.Protocol):
 
     def run_stream(self, stream: HTTPStream) -> None:
         self.active = stream
-        self.keep_alive = stream.keep_alive and not self.closing
+        self.keep_alive = stream.keep_alive and not self.closing and not self.draining
         self.head_response = stream.head_request
         app = self.app
         if self.over_concurrency_limit():
@@ -563,11 +564,21 @@ class H1Connection(asyncio.Protocol):
     # -- server control -------------------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Graceful shutdown: close when idle, else finish the response with Connection: close."""
-        self.closing = True
+        """Graceful shutdown: finish the response in flight with Connection: close.
+
+        An idle keep-alive connection stays open for `timeout_shutdown_idle` and answers one
+        more request (with Connection: close) before closing: its client may already have sent
+        that request, and closing at once would lose it to the race RFC 9112 §9.3.1 describes.
+        """
         self.keep_alive = False
+        self.draining = True
         if self.active is None and not self.pipeline:
-            self.close_connection()
+            grace = self.config.timeout_shutdown_idle
+            if grace > 0 and self.upgraded_to is None and not self.transport.is_closing():
+                self.timer.arm(grace, self.close_connection)
+            else:
+                self.closing = True
+                self.close_connection()
 
 
 class HttpToolsConnection(H1Connection):

@@ -149,12 +149,54 @@ def test_shutdown_closes_idle_keep_alive_and_finishes_in_flight() -> None:
         busy.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
         assert started.wait(5)
         server.server.should_exit = True
-        assert idle.recv(1024) == b""  # idle keep-alive connection closed at once
+        assert idle.recv(1024) == b""  # the idle keep-alive connection closes (after its grace)
         answer = busy.recv(1024)
         assert answer.startswith(b"HTTP/1.1 200")
         assert b"connection: close" in answer
         idle.close()
         busy.close()
+
+
+def wait_for_listener_closed(port: int) -> None:
+    """Shutdown has begun once the listening socket refuses new connections."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the listener stayed open")
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_shutdown_answers_a_request_already_on_an_idle_connection(http: str) -> None:
+    """RFC 9112 §9.3.1 race: a client may send on an idle keep-alive connection just as the
+    server begins to drain; within --timeout-shutdown-idle it is answered, with a close."""
+    with run_server(scope_app, http=http, timeout_shutdown_idle=5) as server:
+        idle = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle.recv(65536).startswith(b"HTTP/1.1 200")
+        server.server.should_exit = True
+        wait_for_listener_closed(server.port)
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while chunk := idle.recv(65536):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert b"connection: close" in answer.lower()
+        idle.close()
+
+
+def test_shutdown_idle_grace_zero_closes_idle_connections_at_once() -> None:
+    with run_server(scope_app, timeout_shutdown_idle=0) as server:
+        idle = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle.recv(65536).startswith(b"HTTP/1.1 200")
+        idle.settimeout(0.5)  # well under the 1 s default grace: "at once"
+        server.server.should_exit = True
+        assert idle.recv(1024) == b""
+        idle.close()
 
 
 def test_graceful_timeout_cancels_stuck_tasks() -> None:
