@@ -170,8 +170,8 @@ class H1Connection(asyncio.Protocol):
 
     # -- timers ---------------------------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        """The first byte of a request arrived: idle timer off, header-read timer on."""
+    def arm_header_timer(self) -> None:
+        """A request head is arriving: idle timer off, header-read timer on (once per head)."""
         if self.timer.callback != self.on_header_timeout:
             self.timer.arm(self.config.timeout_request_header, self.on_header_timeout)
 
@@ -577,7 +577,6 @@ class H1Connection(asyncio.Protocol):
             if grace > 0 and self.upgraded_to is None and not self.transport.is_closing():
                 self.timer.arm(grace, self.close_connection)
             else:
-                self.closing = True
                 self.close_connection()
 
 
@@ -604,7 +603,7 @@ class HttpToolsConnection(H1Connection):
             if self.in_head:
                 # A head split across reads: the header-read deadline replaces keep-alive's.
                 # (A head that arrives whole never touches the timer here.)
-                H1Connection.on_message_begin(self)
+                self.arm_header_timer()
         except RequestRejected as exc:
             self.reject(exc.status, str(exc))
         except httptools.HttpParserUpgrade as exc:
@@ -702,7 +701,7 @@ class H11Connection(H1Connection):
     def feed(self, data: bytes) -> None:
         if self.in_head:
             if not self.head_bytes:
-                self.on_message_begin()
+                self.arm_header_timer()
             self.head_bytes += data
             first_line_end = self.head_bytes.find(b"\r\n")
             limit = self.limit_request_line + 64
@@ -737,7 +736,7 @@ class H11Connection(H1Connection):
                 conn = self.h11 = self.new_parser()
                 self.in_head = True
                 if leftover:
-                    self.on_message_begin()
+                    self.arm_header_timer()
                     self.head_bytes += leftover
                     conn.receive_data(bytes(leftover))
             elif isinstance(event, h11.ConnectionClosed):
