@@ -21,6 +21,7 @@ import h11
 from roadrunner.asgi.scope import asgi_info, http_scope
 from roadrunner.asgi.stream import HTTPStream
 from roadrunner.logging import escape_control
+from roadrunner.middleware.proxy_headers import FORWARDING_NAMES
 from roadrunner.protocols.timer import DeadlineTimer
 
 try:
@@ -79,7 +80,7 @@ class H1Connection(asyncio.Protocol):
         "transport", "client", "server", "scheme", "parsing", "active", "pipeline", "keep_alive",
         "closing", "read_paused", "write_paused", "drain_waiter", "timer", "bytes_in_request",
         "body_received", "chunked", "expected_length", "sent_length", "response_keep_alive",
-        "head_response", "pending_head", "upgraded_to", "draining",
+        "head_response", "pending_head", "upgraded_to", "draining", "shedding",
     )
 
     def __init__(
@@ -105,6 +106,8 @@ class H1Connection(asyncio.Protocol):
         self.limit_headers_size = config.limit_request_headers_size
         self.limit_fields = config.limit_request_fields
         self.limit_body = config.limit_request_body
+        # Load shedding is checked per request only when a concurrency limit is configured.
+        self.shedding = config.limit_concurrency is not None or config.limit_concurrency_soft is not None
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
@@ -197,7 +200,7 @@ class H1Connection(asyncio.Protocol):
         """A complete request head: validate it, build the scope and queue or start the stream."""
         self.timer.callback = None  # the header-read deadline is met (DeadlineTimer.disarm)
         self.bytes_in_request = 0
-        content_length, chunked, expect_continue, keep_alive, wants_trailers, upgrade = (
+        content_length, chunked, expect_continue, keep_alive, wants_trailers, upgrade, forwarded = (
             self.check_headers(headers, http_version)
         )
         if len(target) > self.limit_request_line:
@@ -227,7 +230,7 @@ class H1Connection(asyncio.Protocol):
             root_path=self.root_path, raw_path=raw_path, query_string=query, headers=headers,
             app_state=self.app_state,
         )
-        if self.rewrite_scope is not None:
+        if forwarded and self.rewrite_scope is not None:
             self.rewrite_scope(scope)
         has_body = chunked or bool(content_length)
         stream = HTTPStream(
@@ -267,8 +270,12 @@ class H1Connection(asyncio.Protocol):
 
     def check_headers(
         self, headers: Headers, http_version: str
-    ) -> tuple[int | None, bool, bool, bool, bool, bytes | None]:
-        """Apply RFC 9112 framing rules and the header limits to a parsed head."""
+    ) -> tuple[int | None, bool, bool, bool, bool, bytes | None, bool]:
+        """Apply RFC 9112 framing rules and the header limits to a parsed head.
+
+        Also tells whether a forwarding header is present, so that requests without one (most)
+        skip the proxy-headers rewrite.
+        """
         if len(headers) > self.limit_fields:
             raise RequestRejected(431, "too many header fields")
         content_length: int | None = None
@@ -278,6 +285,7 @@ class H1Connection(asyncio.Protocol):
         wants_trailers = False
         upgrade: bytes | None = None
         connection_tokens: list[bytes] = []
+        forwarded = False
         hosts = 0
         size = 0
         for name, value in headers:
@@ -303,6 +311,8 @@ class H1Connection(asyncio.Protocol):
                 wants_trailers = b"trailers" in value.lower()
             elif name == b"upgrade":
                 upgrade = value.strip().lower()
+            elif name in FORWARDING_NAMES:
+                forwarded = True
         if size > self.limit_headers_size:
             raise RequestRejected(431, "header block too large")
         if transfer_encoding is not None:
@@ -322,7 +332,7 @@ class H1Connection(asyncio.Protocol):
             upgrade = None
         return (
             content_length, transfer_encoding is not None, expect_continue, keep_alive,
-            wants_trailers, upgrade,
+            wants_trailers, upgrade, forwarded,
         )
 
     def request_body(self, data: bytes) -> None:
@@ -394,7 +404,7 @@ class H1Connection(asyncio.Protocol):
         self.keep_alive = stream.keep_alive and not self.closing and not self.draining
         self.head_response = stream.head_request
         app = self.app
-        if self.over_concurrency_limit():
+        if self.shedding and self.over_concurrency_limit():
             logger.warning("Exceeded concurrency limit.")
             app = self.service_unavailable
         stream.task = self.state.start_task(self.loop, stream.run(app), self_removing=True)
@@ -660,11 +670,9 @@ class HttpToolsConnection(H1Connection):
             raise RequestRejected(400, f"unsupported HTTP version {version}")
         self.begin_request(parser.get_method(), self.url, version, self.headers)
 
-    def on_body(self, body: bytes) -> None:
-        self.request_body(body)
-
-    def on_message_complete(self) -> None:
-        self.request_end()
+    # The body callbacks are the shared handlers themselves (no extra call per event).
+    on_body = H1Connection.request_body
+    on_message_complete = H1Connection.request_end
 
 
 class H11Connection(H1Connection):
