@@ -23,6 +23,7 @@ logger = logging.getLogger("roadrunner.error")
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 STARTUP_FAILURE = 3
+H1_FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 
 
 class Connection(Protocol):
@@ -43,6 +44,11 @@ class ServerState:
         # The same defaults pre-encoded for HTTP/1.1 heads, refreshed with the Date header.
         self.default_header_names: frozenset[bytes] = frozenset()
         self.default_header_block = b""
+        # Response fields an HTTP/1.1 head cannot copy through as they are.
+        self.h1_response_fields_of_interest = H1_FRAMING_FIELDS
+        # HTTP/1.1 connections holding a response head back for its first body chunk: one
+        # callback per loop pass flushes those still waiting (not one callback per response).
+        self.held_heads: list[Any] = []
 
     def start_task(
         self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None], self_removing: bool = False
@@ -59,9 +65,17 @@ class ServerState:
         self.total_requests += 1
         return task
 
+    def flush_held_heads(self) -> None:
+        held = self.held_heads
+        for connection in held:
+            if connection.pending_head:
+                connection.flush_head()
+        held.clear()
+
     def set_default_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
         self.default_headers = headers
         self.default_header_names = frozenset(name for name, _ in headers)
+        self.h1_response_fields_of_interest = self.default_header_names | H1_FRAMING_FIELDS
         self.default_header_block = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
 
 

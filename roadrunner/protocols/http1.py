@@ -38,6 +38,11 @@ access_logger = logging.getLogger("roadrunner.access")
 
 Headers = list[tuple[bytes, bytes]]
 
+# Request fields check_headers acts on; every other field costs it one set lookup.
+REQUEST_FIELDS_OF_INTEREST = frozenset(
+    {b"host", b"content-length", b"transfer-encoding", b"connection", b"expect", b"te", b"upgrade"}
+) | FORWARDING_NAMES
+
 
 def _status_line(status: int) -> bytes:
     try:
@@ -58,6 +63,9 @@ ERROR_BODIES = {
     503: b"Service Unavailable",
 }
 LINGER_SECONDS = 2.0
+# Encoded response header lines by (name, value): responses repeat the same few. Bounded.
+HEADER_LINES: dict[tuple[bytes, bytes], bytes] = {}
+HEADER_LINES_LIMIT = 4096
 
 
 
@@ -205,12 +213,12 @@ class H1Connection(asyncio.Protocol):
         )
         if len(target) > self.limit_request_line:
             raise RequestRejected(414, "request target too long")
-        if target == b"*":
+        if target.startswith(b"/"):
+            raw_path, _, query = target.partition(b"?")
+        elif target == b"*":
             if method != b"OPTIONS":
                 raise RequestRejected(400, "asterisk-form is only valid for OPTIONS")
             raw_path, query = b"*", b""
-        elif target.startswith(b"/"):
-            raw_path, _, query = target.partition(b"?")
         else:
             # RFC 9112 §3.2.2: absolute-form; the path is taken from the target.
             try:
@@ -221,7 +229,8 @@ class H1Connection(asyncio.Protocol):
                 raise RequestRejected(400, "invalid request target")
             raw_path = (url.path or "/").encode("ascii")
             query = url.query.encode("ascii")
-        raw_path = raw_path.split(b"#", 1)[0]
+        if b"#" in raw_path:
+            raw_path = raw_path.partition(b"#")[0]
         if self.limit_body is not None and content_length is not None and content_length > self.limit_body:
             raise RequestRejected(413, "request body too large")
         scope = http_scope(
@@ -271,26 +280,24 @@ class H1Connection(asyncio.Protocol):
     def check_headers(
         self, headers: Headers, http_version: str
     ) -> tuple[int | None, bool, bool, bool, bool, bytes | None, bool]:
-        """Apply RFC 9112 framing rules and the header limits to a parsed head.
+        """Apply RFC 9112 framing rules to a parsed head (the parsers enforce the size limits).
 
         Also tells whether a forwarding header is present, so that requests without one (most)
         skip the proxy-headers rewrite.
         """
-        if len(headers) > self.limit_fields:
-            raise RequestRejected(431, "too many header fields")
         content_length: int | None = None
         transfer_encoding: bytes | None = None
-        expect_continue = False
+        expect_continue = wants_trailers = forwarded = False
         keep_alive = http_version == "1.1"
-        wants_trailers = False
         upgrade: bytes | None = None
-        connection_tokens: list[bytes] = []
-        forwarded = False
+        connection_tokens: list[bytes] | None = None
         hosts = 0
-        size = 0
         for name, value in headers:
-            size += len(name) + len(value) + 4
-            if name == b"content-length":
+            if name not in REQUEST_FIELDS_OF_INTEREST:
+                continue  # most fields: one set lookup
+            if name == b"host":
+                hosts += 1
+            elif name == b"content-length":
                 # RFC 9112 §6.3: differing or invalid Content-Length is unrecoverable; we also
                 # refuse repeated ones so both parsers answer alike.
                 if content_length is not None or not value.isdigit():
@@ -302,38 +309,43 @@ class H1Connection(asyncio.Protocol):
                 else:
                     transfer_encoding = value
             elif name == b"connection":
-                connection_tokens.extend(t.strip().lower() for t in value.split(b","))
-            elif name == b"host":
-                hosts += 1
+                tokens = [t.strip().lower() for t in value.split(b",")]
+                connection_tokens = tokens if connection_tokens is None else connection_tokens + tokens
             elif name == b"expect":
                 expect_continue = value.lower() == b"100-continue"
             elif name == b"te":
                 wants_trailers = b"trailers" in value.lower()
             elif name == b"upgrade":
                 upgrade = value.strip().lower()
-            elif name in FORWARDING_NAMES:
+            else:
                 forwarded = True
-        if size > self.limit_headers_size:
-            raise RequestRejected(431, "header block too large")
         if transfer_encoding is not None:
             if content_length is not None:
                 # RFC 9112 §6.1: both framings present is a smuggling attempt.
                 raise RequestRejected(400, "both Transfer-Encoding and Content-Length")
             if transfer_encoding.strip().lower() != b"chunked" or http_version != "1.1":
                 raise RequestRejected(501, "unsupported Transfer-Encoding")
-        if http_version == "1.1" and hosts != 1:
+        if hosts != 1 and http_version == "1.1":
             # RFC 9112 §3.2: exactly one Host header in an HTTP/1.1 request.
             raise RequestRejected(400, "missing or repeated Host header")
-        if b"close" in connection_tokens:
-            keep_alive = False
-        elif b"keep-alive" in connection_tokens:
-            keep_alive = True
-        if upgrade is not None and b"upgrade" not in connection_tokens:
+        if connection_tokens is not None:
+            if b"close" in connection_tokens:
+                keep_alive = False
+            elif b"keep-alive" in connection_tokens:
+                keep_alive = True
+        if upgrade is not None and (connection_tokens is None or b"upgrade" not in connection_tokens):
             upgrade = None
         return (
             content_length, transfer_encoding is not None, expect_continue, keep_alive,
             wants_trailers, upgrade, forwarded,
         )
+
+    def check_header_limits(self, headers: Headers) -> None:
+        """431 past --limit-request-fields or --limit-request-headers-size (whole head at once)."""
+        if len(headers) > self.limit_fields:
+            raise RequestRejected(431, "too many header fields")
+        if sum(len(name) + len(value) + 4 for name, value in headers) > self.limit_headers_size:
+            raise RequestRejected(431, "header block too large")
 
     def request_body(self, data: bytes) -> None:
         self.body_received += len(data)
@@ -441,23 +453,33 @@ class H1Connection(asyncio.Protocol):
         chunked = False
         state = self.state
         default_names = state.default_header_names
+        fields_of_interest = state.h1_response_fields_of_interest
         overridden: set[bytes] | None = None
         parts = [STATUS_LINES[status], b""]
-        for name, value in headers:
-            if name in default_names:
-                # A header the app sets itself replaces the server default (Server, Date...).
-                overridden = {name} if overridden is None else overridden | {name}
-            if name == b"content-length":
-                if not value.isdigit():
-                    raise RuntimeError(f"Invalid Content-Length {value!r} in response.")
-                expected = int(value)
-            elif name == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-            elif name == b"connection":
-                if value.lower() == b"close":
-                    keep_alive = False
-                continue
-            parts.append(name + b": " + value + b"\r\n")
+        lines = HEADER_LINES
+        for pair in headers:
+            name, value = pair
+            if name in fields_of_interest:
+                if name in default_names:
+                    # A header the app sets itself replaces the server default (Server, Date...).
+                    overridden = {name} if overridden is None else overridden | {name}
+                if name == b"content-length":
+                    if not value.isdigit():
+                        raise RuntimeError(f"Invalid Content-Length {value!r} in response.")
+                    expected = int(value)
+                elif name == b"transfer-encoding":
+                    chunked = b"chunked" in value.lower()
+                elif name == b"connection":
+                    if value.lower() == b"close":
+                        keep_alive = False
+                    continue
+            line = lines.get(pair)
+            if line is None:
+                line = name + b": " + value + b"\r\n"
+                if len(lines) >= HEADER_LINES_LIMIT:
+                    lines.clear()
+                lines[pair] = line
+            parts.append(line)
         bodyless = self.head_response or status in (204, 304) or status < 200
         if expected is None and not chunked and not bodyless:
             if stream.scope["http_version"] == "1.1":
@@ -485,7 +507,10 @@ class H1Connection(asyncio.Protocol):
         # Hold the head so the first body chunk leaves in the same write (one syscall for a
         # small response); flush it on the next loop pass if no body comes right away.
         self.pending_head = b"".join(parts)
-        self.loop.call_soon(self.flush_head)
+        held = state.held_heads
+        held.append(self)
+        if len(held) == 1:
+            self.loop.call_soon(state.flush_held_heads)
 
     def flush_head(self) -> None:
         if self.pending_head:
@@ -593,7 +618,7 @@ class H1Connection(asyncio.Protocol):
 class HttpToolsConnection(H1Connection):
     """HTTP/1.1 over the httptools (llhttp) parser: the fast path."""
 
-    __slots__ = ("parser", "url", "headers", "header_size", "te_invalid", "in_head")
+    __slots__ = ("parser", "url", "headers", "header_size", "in_head")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -601,7 +626,6 @@ class HttpToolsConnection(H1Connection):
         self.header_size = 0
         self.url = b""
         self.headers: Headers = []
-        self.te_invalid = False
         self.in_head = False
 
     def data_received(self, data: bytes) -> None:
@@ -627,7 +651,14 @@ class HttpToolsConnection(H1Connection):
                 # httptools wraps exceptions raised in our callbacks.
                 self.reject(cause.status, str(cause))
                 return
-            self.reject(501 if self.te_invalid else 400, str(exc))
+            self.reject(501 if self.unsupported_coding() else 400, str(exc))
+
+    def unsupported_coding(self) -> bool:
+        """llhttp refuses a Transfer-Encoding other than chunked: that is a 501, not a 400."""
+        return any(
+            name == b"transfer-encoding" and value.strip().lower() != b"chunked"
+            for name, value in self.headers
+        )
 
     def on_parser_upgrade(self, data: bytes) -> None:
         """llhttp stops parsing at an upgrade request it was not asked to take over.
@@ -644,7 +675,6 @@ class HttpToolsConnection(H1Connection):
         self.url = b""
         self.headers = []
         self.header_size = 0
-        self.te_invalid = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -658,8 +688,6 @@ class HttpToolsConnection(H1Connection):
             raise RequestRejected(431, "header block too large")
         if len(self.headers) >= self.limit_fields:
             raise RequestRejected(431, "too many header fields")
-        if name == b"transfer-encoding" and value.strip().lower() != b"chunked":
-            self.te_invalid = True
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -732,6 +760,7 @@ class H11Connection(H1Connection):
                 self.head_bytes.clear()
                 version = event.http_version.decode("ascii")
                 headers = [(name, value) for name, value in event.headers]
+                self.check_header_limits(headers)
                 self.begin_request(event.method, event.target, version, headers)
                 if self.upgraded_to is not None or self.transport.is_closing():
                     self.forward_upgraded(bytes(conn.trailing_data[0]))

@@ -525,3 +525,37 @@ def test_early_error_survives_a_large_unread_upload(http: str) -> None:
                 pass
             data = sock.recv(1024)
     assert status_of(data) == 413
+
+
+def test_response_head_leaves_while_the_app_waits_before_its_body(http: str) -> None:
+    """The head is held back to leave with the first body chunk, but not past a suspension:
+    clients on several connections each see their head while their app still waits."""
+    release = threading.Event()
+
+    async def head_then_wait(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"4")]})
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+        await send({"type": "http.response.body", "body": b"done"})
+
+    with run_server(head_then_wait, http=http) as server:
+        socks = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(3)]
+        try:
+            for sock in socks:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            for sock in socks:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = sock.recv(4096)
+                    assert chunk, "connection closed before the head"
+                    head += chunk
+                assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+                assert head.endswith(b"\r\n\r\n")  # the body has not been sent yet
+            release.set()
+            for sock in socks:
+                assert sock.recv(4096) == b"done"
+        finally:
+            release.set()
+            for sock in socks:
+                sock.close()
