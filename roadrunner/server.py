@@ -66,11 +66,11 @@ class ServerState:
         return task
 
     def flush_held_heads(self) -> None:
-        held = self.held_heads
+        # Swapped out first: should a write raise, later heads still get a callback scheduled.
+        held, self.held_heads = self.held_heads, []
         for connection in held:
             if connection.pending_head:
                 connection.flush_head()
-        held.clear()
 
     def set_default_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
         self.default_headers = headers
