@@ -66,6 +66,8 @@ LINGER_SECONDS = 2.0
 # Encoded response header lines by (name, value): responses repeat the same few. Bounded.
 HEADER_LINES: dict[tuple[bytes, bytes], bytes] = {}
 HEADER_LINES_LIMIT = 4096
+# Body chunks at least this large are not joined to the head or chunk framing (a copy).
+JOIN_LIMIT = 65536
 
 
 
@@ -527,9 +529,19 @@ class H1Connection(asyncio.Protocol):
         out = self.pending_head
         self.pending_head = b""
         if data:
-            self.sent_length += len(data)
-            if self.chunked:
-                out += b"%x\r\n%b\r\n" % (len(data), data)
+            size = len(data)
+            self.sent_length += size
+            if size >= JOIN_LIMIT:
+                # A large chunk leaves beside its framing in one writev, not copied to join it.
+                if self.chunked:  # RFC 9112 §7.1: size line, data, CRLF (and the last chunk)
+                    self.transport.writelines(
+                        (out + b"%x\r\n" % size, data, b"\r\n0\r\n\r\n" if end_stream else b"\r\n")
+                    )
+                    return
+                self.transport.writelines((out, data) if out else (data,))
+                out = b""
+            elif self.chunked:
+                out += b"%x\r\n%b\r\n" % (size, data)
             elif out:
                 out += data
             else:

@@ -559,3 +559,26 @@ def test_response_head_leaves_while_the_app_waits_before_its_body(http: str) -> 
             release.set()
             for sock in socks:
                 sock.close()
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_large_body_chunks_keep_their_framing(http: str, framing: str) -> None:
+    """Chunks of 64 KiB and more leave beside the head / chunk framing instead of being joined
+    to it: the bytes on the wire are the same, for the first, a middle and the last chunk."""
+    small, large = b"s" * 100, bytes(range(256)) * 1024  # 256 KiB
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"application/octet-stream")]
+        if framing == "content-length":
+            headers.append((b"content-length", str(2 * len(large) + len(small)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": large, "more_body": True})
+        await send({"type": "http.response.body", "body": small, "more_body": True})
+        await send({"type": "http.response.body", "body": large})
+
+    with run_server(app, http=http) as server, httpx.Client(base_url=server.url) as client:
+        for _ in range(2):  # the connection stays usable for the next request
+            response = client.get("/")
+            assert response.status_code == 200
+            assert response.content == large + small + large
+            assert ("transfer-encoding" in response.headers) == (framing == "chunked")
