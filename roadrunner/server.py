@@ -23,6 +23,9 @@ logger = logging.getLogger("roadrunner.error")
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 STARTUP_FAILURE = 3
+# How long shutdown waits for adopted connections to be set up (a TLS handshake) before it
+# tells every connection to drain; one set up later drains from connection_made.
+ADOPT_TIMEOUT = 1.0
 H1_FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 
 
@@ -49,6 +52,7 @@ class ServerState:
         # HTTP/1.1 connections holding a response head back for its first body chunk: one
         # callback per loop pass flushes those still waiting (not one callback per response).
         self.held_heads: list[Any] = []
+        self.draining = False  # graceful shutdown has begun
 
     def start_task(
         self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None], self_removing: bool = False
@@ -91,6 +95,10 @@ class Server:
         self.last_notified = 0.0
         self.servers: list[asyncio.AbstractServer] = []
         self.extra_listeners: list[Any] = []  # datagram endpoints (HTTP/3), closed on shutdown
+        # The TCP listening sockets with the protocol factory and TLS context serving them.
+        self.listeners: list[socket.socket] = []
+        self.listener_factory: Callable[[], asyncio.Protocol] | None = None
+        self.listener_ssl: Any = None
         self.h3_port: int | None = None  # UDP port serving HTTP/3, advertised with Alt-Svc
         self.max_requests: int | None = None
 
@@ -160,6 +168,7 @@ class Server:
             logger.error("%s", exc)
             await self.lifespan.shutdown()
             sys.exit(STARTUP_FAILURE)
+        self.listeners, self.listener_factory, self.listener_ssl = list(listeners), factory, ssl_context
         await self.start_extra_listeners(listeners)
         if sockets is None:
             self.log_started(listeners)
@@ -248,12 +257,16 @@ class Server:
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         logger.info("Shutting down")
+        self.server_state.draining = True
+        adopting = self.adopt_queued_connections()
         for server in self.servers:
             server.close()
         for listener in self.extra_listeners:
             listener.close()
         for sock in sockets or []:
             sock.close()
+        if adopting:
+            await asyncio.wait(adopting, timeout=ADOPT_TIMEOUT)
         for connection in list(self.server_state.connections):
             connection.shutdown()
         await asyncio.sleep(0.05)
@@ -276,6 +289,39 @@ class Server:
                 await asyncio.wait_for(server.wait_closed(), 0.5)
         if not self.force_exit:
             await self.lifespan.shutdown()
+
+    def adopt_queued_connections(self) -> list[asyncio.Task[Any]]:
+        """Accept what the kernel has queued on our listeners, just before they close.
+
+        Closing a SO_REUSEPORT listener resets the connections still in its accept queue (Linux,
+        unless net.ipv4.tcp_migrate_req is on): during a rolling restart those are clients the
+        kernel had already handed to this worker. Accepting them in the same step as the close
+        leaves that window a few microseconds wide; they are served like any other connection
+        of a draining server (their request answered with Connection: close).
+        """
+        if self.listener_factory is None:
+            return []
+        loop = asyncio.get_running_loop()
+        tasks = []
+        for listener in self.listeners:
+            if listener.type != socket.SOCK_STREAM or listener.fileno() == -1:
+                continue
+            listener.setblocking(False)
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:  # BlockingIOError: the queue is empty
+                    break
+                conn.setblocking(False)
+                tasks.append(loop.create_task(self.adopt(loop, conn)))
+        return tasks
+
+    async def adopt(self, loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
+        assert self.listener_factory is not None
+        try:
+            await loop.connect_accepted_socket(self.listener_factory, conn, ssl=self.listener_ssl)
+        except (OSError, asyncio.TimeoutError):  # the client is gone, or its TLS handshake failed
+            conn.close()
 
     async def wait_for_drain(self) -> None:
         if self.server_state.connections and not self.force_exit:

@@ -155,6 +155,8 @@ class H1Connection(asyncio.Protocol):
         self.server = tuple(sock[:2]) if isinstance(sock, tuple) else None  # type: ignore[assignment]
         self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
         self.timer.arm(self.config.timeout_request_header, self.on_header_timeout)
+        if self.state.draining:  # adopted from a closing listener's queue during shutdown
+            self.shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)

@@ -211,3 +211,59 @@ def test_graceful_timeout_cancels_stuck_tasks() -> None:
         server.server.should_exit = True
         sock.close()
     assert time.monotonic() - began < 5
+
+
+def test_shutdown_adopts_connections_queued_on_a_closing_listener() -> None:
+    """Closing a listener resets the connections still in its accept queue (what a rolling
+    restart's old worker did to clients the kernel had handed it); shutdown accepts them first
+    and answers their request, with Connection: close."""
+    from roadrunner.config import Config
+    from roadrunner.lifespan import lifespan_for
+    from roadrunner.server import Server
+
+    async def main() -> tuple[bytes, BaseException | bytes]:
+        loop = asyncio.get_running_loop()
+        config = Config(scope_app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
+        config.load()
+        server = Server(config)
+        server.lifespan = lifespan_for(config)
+        server.update_default_headers()
+        request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+        async def read_all(sock: socket.socket) -> bytes:
+            data = b""
+            while chunk := await asyncio.wait_for(loop.sock_recv(sock, 65536), 5):
+                data += chunk
+            return data
+
+        # Without adoption: the queued client is reset when the listener closes.
+        listener = socket.create_server(("127.0.0.1", 0))
+        lost = socket.create_connection(listener.getsockname()[:2])
+        lost.sendall(request)
+        lost.setblocking(False)
+        listener.close()
+        try:
+            reset: BaseException | bytes = await read_all(lost)
+        except ConnectionResetError as exc:
+            reset = exc
+        lost.close()
+
+        listener = socket.create_server(("127.0.0.1", 0))
+        server.listeners = [listener]
+        server.listener_factory = server.protocol_factory(loop)
+        server.server_state.draining = True
+        client = socket.create_connection(listener.getsockname()[:2])  # queued: nobody accepts
+        client.sendall(request)
+        client.setblocking(False)
+        adopting = server.adopt_queued_connections()
+        listener.close()
+        assert len(adopting) == 1
+        await asyncio.wait(adopting, timeout=5)
+        answer = await read_all(client)
+        client.close()
+        return answer, reset
+
+    answer, reset = asyncio.run(main())
+    assert isinstance(reset, ConnectionResetError), reset
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert b"connection: close" in answer.lower()
