@@ -518,6 +518,10 @@ class Http2Connection(asyncio.Protocol):
         self.preface_timer = self.loop.call_later(
             self.config.timeout_request_header, self.on_preface_timeout
         )
+        if self.state.draining:
+            # Set up after shutdown began (adopted from the accept queue, or sniffed late): the
+            # requests already in the first bytes are served, then GOAWAY names the last one.
+            self.loop.call_soon(self.shutdown)
 
     def open_connection_window(self) -> None:
         # RFC 9113 §6.9.2: the connection window starts at 65535 and grows only by WINDOW_UPDATE.

@@ -49,7 +49,7 @@ class ProtocolSelector(asyncio.Protocol):
         else:
             # No ALPN (or plaintext): wait for the first bytes, within the header-read timeout.
             self.state.connections.add(self)
-            self.timer = self.loop.call_later(self.config.timeout_request_header, self.shutdown)
+            self.timer = self.loop.call_later(self.config.timeout_request_header, self.close_unserved)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -79,7 +79,19 @@ class ProtocolSelector(asyncio.Protocol):
             self.timer = None
 
     def shutdown(self) -> None:
-        """Server shutdown or the first-bytes timeout: nothing was served yet, just close."""
+        """Server shutdown: the client may have sent its first bytes already (a connection
+        adopted from the accept queue, or the RFC 9112 §9.3.1 race), so it gets
+        `timeout_shutdown_idle` to be sniffed and answered by a draining protocol."""
+        grace = self.config.timeout_shutdown_idle
+        if grace <= 0 or self.transport is None:
+            self.close_unserved()
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_later(grace, self.close_unserved)
+
+    def close_unserved(self) -> None:
+        """The first-bytes timeout (or the shutdown grace) ran out: nothing was served, close."""
         self.timer = None
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()

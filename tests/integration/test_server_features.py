@@ -213,7 +213,8 @@ def test_graceful_timeout_cancels_stuck_tasks() -> None:
     assert time.monotonic() - began < 5
 
 
-def test_shutdown_adopts_connections_queued_on_a_closing_listener() -> None:
+@pytest.mark.parametrize("protocols", ["h1", "h1,h2"])  # h1,h2: the plaintext protocol sniffer
+def test_shutdown_adopts_connections_queued_on_a_closing_listener(protocols: str) -> None:
     """Closing a listener resets the connections still in its accept queue (what a rolling
     restart's old worker did to clients the kernel had handed it); shutdown accepts them first
     and answers their request, with Connection: close."""
@@ -223,7 +224,8 @@ def test_shutdown_adopts_connections_queued_on_a_closing_listener() -> None:
 
     async def main() -> tuple[bytes, BaseException | bytes]:
         loop = asyncio.get_running_loop()
-        config = Config(scope_app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
+        config = Config(scope_app, host="127.0.0.1", port=0, lifespan="off", log_config=None,
+                        protocols=protocols)
         config.load()
         server = Server(config)
         server.lifespan = lifespan_for(config)
@@ -259,6 +261,8 @@ def test_shutdown_adopts_connections_queued_on_a_closing_listener() -> None:
         listener.close()
         assert len(adopting) == 1
         await asyncio.wait(adopting, timeout=5)
+        for connection in list(server.server_state.connections):  # as Server.shutdown does
+            connection.shutdown()
         answer = await read_all(client)
         client.close()
         return answer, reset
@@ -267,3 +271,61 @@ def test_shutdown_adopts_connections_queued_on_a_closing_listener() -> None:
     assert isinstance(reset, ConnectionResetError), reset
     assert answer.startswith(b"HTTP/1.1 200")
     assert b"connection: close" in answer.lower()
+
+
+def test_shutdown_answers_first_bytes_on_a_connection_not_yet_sniffed() -> None:
+    """On a shared h1,h2 plaintext port a connection waits for its first bytes to pick the
+    protocol; one whose client sends them just as the server drains is answered (like an idle
+    keep-alive connection), not closed unanswered."""
+    with run_server(scope_app, protocols="h1,h2", timeout_shutdown_idle=5) as server:
+        fresh = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        time.sleep(0.1)  # accepted, waiting for its first bytes
+        server.server.should_exit = True
+        wait_for_listener_closed(server.port)
+        fresh.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while chunk := fresh.recv(65536):
+            answer += chunk
+        fresh.close()
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert b"connection: close" in answer.lower()
+
+
+def test_shutdown_answers_then_goaway_on_an_h2c_connection_set_up_while_draining() -> None:
+    """An h2c client whose preface and request arrive once shutdown has begun gets its request
+    answered, then GOAWAY(NO_ERROR) naming that stream as the last (RFC 9113 §6.8), rather than
+    a connection that serves on as if the server were not draining."""
+    import h2.config
+    import h2.connection
+    import hpack
+    import hyperframe.frame
+
+    with run_server(scope_app, protocols="h1,h2", timeout_shutdown_idle=5) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        time.sleep(0.1)  # accepted, waiting for its first bytes
+        server.server.should_exit = True
+        wait_for_listener_closed(server.port)
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.send_headers(1, [(":method", "GET"), (":path", "/"), (":scheme", "http"),
+                              (":authority", "x")], end_stream=True)
+        sock.sendall(conn.data_to_send())
+        started = time.monotonic()
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        sock.close()
+    # Drained at once, not left serving until some idle timeout (the 5 s grace here) ends it.
+    assert time.monotonic() - started < 2.5
+    # Parsed frame by frame: the h2 client refuses a response that follows GOAWAY, which
+    # RFC 9113 §6.8 allows for streams up to the last one named.
+    frames = []
+    while len(received) >= 9:
+        frame, length = hyperframe.frame.Frame.parse_frame_header(memoryview(received[:9]))
+        frame.parse_body(memoryview(received[9:9 + length]))
+        frames.append(frame)
+        received = received[9 + length:]
+    goaways = [f for f in frames if isinstance(f, hyperframe.frame.GoAwayFrame)]
+    assert goaways and goaways[0].error_code == 0 and goaways[0].last_stream_id == 1
+    heads = [f for f in frames if isinstance(f, hyperframe.frame.HeadersFrame) and f.stream_id == 1]
+    assert heads and (b":status", b"200") in hpack.Decoder().decode(heads[0].data, raw=True)
