@@ -169,6 +169,21 @@ def wait_for_listener_closed(port: int) -> None:
     raise AssertionError("the listener stayed open")
 
 
+def read_until_closed(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def request_during_shutdown(server: Any, sock: socket.socket) -> bytes:
+    """Begin the server's shutdown, then send a request on `sock`: all it gets until closed."""
+    server.server.should_exit = True
+    wait_for_listener_closed(server.port)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    return read_until_closed(sock)
+
+
 @pytest.mark.parametrize("http", ["httptools", "h11"])
 def test_shutdown_answers_a_request_already_on_an_idle_connection(http: str) -> None:
     """RFC 9112 §9.3.1 race: a client may send on an idle keep-alive connection just as the
@@ -177,12 +192,7 @@ def test_shutdown_answers_a_request_already_on_an_idle_connection(http: str) -> 
         idle = socket.create_connection(("127.0.0.1", server.port), timeout=5)
         idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert idle.recv(65536).startswith(b"HTTP/1.1 200")
-        server.server.should_exit = True
-        wait_for_listener_closed(server.port)
-        idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        answer = b""
-        while chunk := idle.recv(65536):
-            answer += chunk
+        answer = request_during_shutdown(server, idle)
         assert answer.startswith(b"HTTP/1.1 200")
         assert b"connection: close" in answer.lower()
         idle.close()
@@ -280,12 +290,7 @@ def test_shutdown_answers_first_bytes_on_a_connection_not_yet_sniffed() -> None:
     with run_server(scope_app, protocols="h1,h2", timeout_shutdown_idle=5) as server:
         fresh = socket.create_connection(("127.0.0.1", server.port), timeout=5)
         time.sleep(0.1)  # accepted, waiting for its first bytes
-        server.server.should_exit = True
-        wait_for_listener_closed(server.port)
-        fresh.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        answer = b""
-        while chunk := fresh.recv(65536):
-            answer += chunk
+        answer = request_during_shutdown(server, fresh)
         fresh.close()
     assert answer.startswith(b"HTTP/1.1 200")
     assert b"connection: close" in answer.lower()
@@ -311,9 +316,7 @@ def test_shutdown_answers_then_goaway_on_an_h2c_connection_set_up_while_draining
                               (":authority", "x")], end_stream=True)
         sock.sendall(conn.data_to_send())
         started = time.monotonic()
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
+        received = read_until_closed(sock)
         sock.close()
     # Drained at once, not left serving until some idle timeout (the 5 s grace here) ends it.
     assert time.monotonic() - started < 2.5
