@@ -304,7 +304,7 @@ class Server:
         loop = asyncio.get_running_loop()
         tasks = []
         for listener in self.listeners:
-            if listener.type != socket.SOCK_STREAM or listener.fileno() == -1:
+            if listener.fileno() == -1:  # already closed by whoever handed it to us
                 continue
             listener.setblocking(False)
             while True:
