@@ -99,3 +99,14 @@ def test_h2_stream_cancelled_at_the_graceful_timeout(
         assert outcome["goaway"] == 0  # the graceful GOAWAY came first
         assert client.read_frame() is None
         assert server.wait() == 0
+
+
+def test_cancelled_request_is_answered_without_lifespan_too(tmp_path: Path) -> None:
+    """Differs on purpose: uvicorn's 500 is sent only if its loop runs again after the cancel
+    (lifespan shutdown awaits); with --lifespan off its process ends first and the client sees
+    a bare close. roadrunner waits (up to CANCEL_GRACE) for cancelled requests to answer."""
+    path, expected = CANCELLED_BEFORE_START
+    uvicorn_view = sigterm_while_running(tmp_path, "uvicorn", path, "--lifespan", "off")[0]
+    assert uvicorn_view == (0, b"", False)
+    roadrunner_view = sigterm_while_running(tmp_path, "roadrunner", path, "--lifespan", "off")[0]
+    assert roadrunner_view == expected
