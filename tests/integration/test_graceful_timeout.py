@@ -1,19 +1,24 @@
 """--timeout-graceful-shutdown expiring: the client of a request still running gets what uvicorn
-gives it (500 before the response started, a close after), over real processes."""
+gives it (500 before the response started, a close after), on h1, h2 and h3."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import h11
 import pytest
 
+from tests.helpers import run_server
 from tests.integration.process_helpers import roadrunner, write_app
 from tests.integration.test_http2_support import RawH2, request_headers
+from tests.integration.test_http3_helpers import h3_connect, h3_server_kwargs
+from tests.integration.test_http3_limits import H3_NO_ERROR, wait_until
 from tests.integration.test_server_features import read_until_closed
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -110,3 +115,25 @@ def test_cancelled_request_is_answered_without_lifespan_too(tmp_path: Path) -> N
     assert uvicorn_view == (0, b"", False)
     roadrunner_view = sigterm_while_running(tmp_path, "roadrunner", path, "--lifespan", "off")[0]
     assert roadrunner_view == expected
+
+
+def test_h3_stream_cancelled_at_the_graceful_timeout(tls_files: dict[str, str]) -> None:
+    """HTTP/3 shares it too: the cancelled stream gets its 500, then CONNECTION_CLOSE."""
+    async def stuck(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await asyncio.sleep(30)
+
+    async def main(running: Any) -> None:
+        async with h3_connect(running.port, tls_files["cafile"]) as client:
+            stream_id = client.start_request("GET", "/")
+            await wait_until(lambda: running.server.server_state.tasks)
+            running.server.should_exit = True
+            response = client.responses[stream_id]
+            await asyncio.wait_for(response.done.wait(), GRACEFUL + 5)
+            assert (response.status, bytes(response.body)) == (500, b"Internal Server Error")
+            await asyncio.wait_for(client.closed_event.wait(), 5)
+            assert client.terminated is not None
+            assert client.terminated.error_code == H3_NO_ERROR
+
+    kwargs = h3_server_kwargs(tls_files, timeout_graceful_shutdown=GRACEFUL)
+    with run_server(stuck, **kwargs) as server:
+        asyncio.run(main(server))
