@@ -337,6 +337,7 @@ def test_bind_failure_exits_3(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("flag", "value", "message"), [
     ("--timeout-worker-healthcheck", "0", "--timeout-worker-healthcheck must be positive"),
     ("--limit-worker-memory", "-5", "--limit-worker-memory must be a positive number of MB"),
+    ("--timeout-worker-shutdown", "0", "--timeout-worker-shutdown must be positive"),
 ])
 def test_invalid_process_limits_exit_3(tmp_path: Path, flag: str, value: str, message: str) -> None:
     app = write_app(tmp_path)
