@@ -105,6 +105,7 @@ def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
 @click.option("--preload", is_flag=True, default=False, help="Import the app in the master before forking workers.")
 @click.option("--pid", type=str, default=None, help="Write the master process id to this file.")
 @click.option("--limit-worker-memory", type=int, default=None, help="Recycle a worker whose RSS exceeds this many MB.")
+@click.option("--timeout-worker-shutdown", type=float, default=30, show_default=True, help="With --workers and no --timeout-graceful-shutdown: seconds a stopping worker may run before the master kills it (SIGKILL).")
 @click.option("--h2-max-concurrent-streams", type=int, default=100, show_default=True, help="HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS.")
 @click.option("--h2-initial-window-size", type=int, default=1048576, show_default=True, help="HTTP/2 per-stream receive window.")
 @click.option("--h2-connection-window-size", type=int, default=4194304, show_default=True, help="HTTP/2 per-connection receive window.")

@@ -195,6 +195,7 @@ class Config:
         preload: bool = False,
         pid: str | None = None,
         limit_worker_memory: int | None = None,
+        timeout_worker_shutdown: float = 30,
         h2_max_concurrent_streams: int = 100,
         h2_initial_window_size: int = 1024 * 1024,
         h2_connection_window_size: int = 4 * 1024 * 1024,
@@ -300,6 +301,7 @@ class Config:
         self.preload = preload
         self.pid = pid
         self.limit_worker_memory = limit_worker_memory
+        self.timeout_worker_shutdown = timeout_worker_shutdown
         self.h2_max_concurrent_streams = h2_max_concurrent_streams
         self.h2_initial_window_size = h2_initial_window_size
         self.h2_connection_window_size = h2_connection_window_size

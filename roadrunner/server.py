@@ -26,6 +26,9 @@ STARTUP_FAILURE = 3
 # How long shutdown waits for adopted connections to be set up (a TLS handshake) before it
 # tells every connection to drain; one set up later drains from connection_made.
 ADOPT_TIMEOUT = 1.0
+# Past the graceful timeout: how long cancelled requests get to send their 500 (or close)
+# before the connections still open are aborted.
+CANCEL_GRACE = 1.0
 H1_FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 
 
@@ -274,21 +277,36 @@ class Server:
         try:
             await asyncio.wait_for(self.wait_for_drain(), timeout=timeout)
         except asyncio.TimeoutError:
-            logger.error(
-                "Cancel %s running task(s), timeout graceful shutdown exceeded",
-                len(self.server_state.tasks),
-            )
-            for task in self.server_state.tasks:
-                task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
-            for connection in list(self.server_state.connections):
-                transport = getattr(connection, "transport", None)
-                if transport is not None:
-                    transport.abort()
+            await self.cancel_tasks()
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 0.5)
         if not self.force_exit:
             await self.lifespan.shutdown()
+
+    async def cancel_tasks(self) -> None:
+        """The graceful timeout expired: cancel the apps, let them answer, then drop the rest.
+
+        As under uvicorn, a cancelled request whose response had not started is answered 500
+        with Connection: close, and one cancelled mid-response has its connection closed
+        (HTTPStream.run). Those last writes get CANCEL_GRACE to be flushed; only connections
+        still open after it are aborted.
+        """
+        state = self.server_state
+        tasks = list(state.tasks)
+        logger.error("Cancel %s running task(s), timeout graceful shutdown exceeded", len(tasks))
+        for task in tasks:
+            task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CANCEL_GRACE
+        if tasks:
+            await asyncio.wait(tasks, timeout=CANCEL_GRACE)
+        while state.connections and loop.time() < deadline and not self.force_exit:
+            await asyncio.sleep(0.01)
+        for connection in list(state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
 
     def adopt_queued_connections(self) -> list[asyncio.Task[Any]]:
         """Accept what the kernel has queued on our listeners, just before they close.
