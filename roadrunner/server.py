@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
+import importlib
 import logging
 import os
 import random
@@ -16,7 +19,7 @@ from collections.abc import Callable, Coroutine, Generator, Sequence
 from email.utils import formatdate
 from typing import Any, Protocol
 
-from roadrunner.config import AppImportError, Config, ConfigError
+from roadrunner.config import AppImportError, Config, ConfigError, import_from_string
 from roadrunner.lifespan import lifespan_for
 
 logger = logging.getLogger("roadrunner.error")
@@ -53,6 +56,8 @@ class ServerState:
         # callback per loop pass flushes those still waiting (not one callback per response).
         self.held_heads: list[Any] = []
         self.draining = False  # graceful shutdown has begun
+        # --reset-contextvars: each request's app runs in a fresh contextvars.Context.
+        self.reset_contextvars = False
 
     def start_task(
         self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None], self_removing: bool = False
@@ -62,7 +67,15 @@ class ServerState:
         A `self_removing` coroutine discards its task from `tasks` itself when it ends (saving a
         done-callback per request); whoever cancels such a task before it starts discards it.
         """
-        task = loop.create_task(coro)
+        if self.reset_contextvars:
+            # As uvicorn, the opt-in workaround for https://github.com/python/cpython/issues/140947
+            # (asyncio can leak context vars between tasks); hides context set in the lifespan.
+            if sys.version_info >= (3, 11):
+                task = loop.create_task(coro, context=contextvars.Context())
+            else:
+                task = contextvars.Context().run(loop.create_task, coro)
+        else:
+            task = loop.create_task(coro)
         self.tasks.add(task)
         if not self_removing:
             task.add_done_callback(self.tasks.discard)
@@ -89,6 +102,7 @@ class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.server_state = ServerState()
+        self.server_state.reset_contextvars = config.reset_contextvars
         self.started = False
         self.should_exit = False
         self.force_exit = False
@@ -100,13 +114,18 @@ class Server:
         self.listener_factory: Callable[[], asyncio.Protocol] | None = None
         self.listener_ssl: Any = None
         self.h3_port: int | None = None  # UDP port serving HTTP/3, advertised with Alt-Svc
-        self.max_requests: int | None = None
+
+    @functools.cached_property
+    def limit_max_requests(self) -> int | None:
+        """uvicorn's: --limit-max-requests plus a random 0..--limit-max-requests-jitter."""
+        if self.config.limit_max_requests is None:
+            return None
+        return self.config.limit_max_requests + random.randint(0, max(self.config.limit_max_requests_jitter, 0))
 
     # -- entry points ----------------------------------------------------------------------------
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
-        setup_event_loop(self.config.loop)
-        asyncio.run(self.serve(sockets=sockets))
+        asyncio_run(self.serve(sockets=sockets), loop_factory=get_loop_factory(self.config.loop))
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         with self.capture_signals():
@@ -173,9 +192,6 @@ class Server:
         if sockets is None:
             self.log_started(listeners)
         self.started = True
-        limit = config.limit_max_requests
-        if limit is not None:
-            self.max_requests = limit + random.randint(0, max(config.limit_max_requests_jitter, 0))
 
     def protocol_factory(self, loop: asyncio.AbstractEventLoop) -> Callable[[], asyncio.Protocol]:
         """The connection protocol for each accepted TCP connection."""
@@ -248,8 +264,9 @@ class Server:
                 await callback()
         if self.should_exit:
             return True
-        if self.max_requests is not None and self.server_state.total_requests >= self.max_requests:
-            logger.warning("Maximum request limit of %d exceeded. Terminating process.", self.max_requests)
+        max_requests = self.limit_max_requests
+        if max_requests is not None and self.server_state.total_requests >= max_requests:
+            logger.warning("Maximum request limit of %d exceeded. Terminating process.", max_requests)
             return True
         return False
 
@@ -355,13 +372,68 @@ class Server:
             self.should_exit = True
 
 
-def setup_event_loop(loop: str) -> None:
-    """--loop: uvloop when available (auto), or plain asyncio."""
-    if loop in ("auto", "uvloop"):
+def get_loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """--loop as uvicorn 0.54: none (asyncio's default), auto, asyncio, uvloop, zuvloop, or a
+    "module:attribute" loop factory."""
+    if loop in ("none", "asyncio"):
+        return None if loop == "none" else asyncio.SelectorEventLoop
+    if loop in ("auto", "uvloop", "zuvloop"):
         try:
-            import uvloop
+            module = importlib.import_module(loop.replace("auto", "uvloop"))
         except ImportError:
-            if loop == "uvloop":
-                raise ConfigError("--loop uvloop requested but uvloop is not installed.") from None
-            return
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+            if loop == "auto":
+                return asyncio.SelectorEventLoop
+            raise ConfigError(f"--loop {loop} requested but {loop} is not installed.") from None
+        return module.new_event_loop  # type: ignore[no-any-return]
+    try:
+        return import_from_string(loop)  # type: ignore[no-any-return]
+    except AppImportError as exc:
+        raise ConfigError(f"Error loading custom loop setup function. {exc}") from None
+
+
+def setup_event_loop(loop: str) -> None:
+    """The event loop policy for callers that run their own loop (the gunicorn worker)."""
+    factory = get_loop_factory(loop)
+    if factory is None or factory is asyncio.SelectorEventLoop:
+        return
+    make = factory
+
+    class Policy(asyncio.DefaultEventLoopPolicy):
+        def new_event_loop(self) -> asyncio.AbstractEventLoop:
+            return make()
+
+    asyncio.set_event_loop_policy(Policy())
+
+
+def asyncio_run(
+    main: Coroutine[Any, Any, None], loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
+) -> None:
+    """asyncio.run with Python 3.12's loop_factory on 3.10 and 3.11 too."""
+    if sys.version_info >= (3, 12):
+        asyncio.run(main, loop_factory=loop_factory)
+    elif sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(main)
+    elif loop_factory is None:
+        asyncio.run(main)
+    else:  # Python 3.10: asyncio.run's steps, on the factory's loop
+        loop = loop_factory()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(main)
+        finally:
+            try:
+                _cancel_all_tasks(loop)
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+
+def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
