@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
@@ -501,6 +502,18 @@ class Config:
             self.loaded_app = proxy
             self.scope_rewriter = proxy.rewrite
         self.loaded = True
+
+    def load_app(self) -> Any:
+        """Import the app and return it; exits 3 on failure (uvicorn's Config.load_app)."""
+        try:
+            return load_app(self.app)
+        except AppImportError:
+            sys.exit(3)
+
+    def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop] | None:
+        from roadrunner.loops import get_loop_factory
+
+        return get_loop_factory(self.loop)
 
     def load_ssl_context(self) -> ssl.SSLContext:
         """The TLS context: from --ssl-* options, or what `ssl_context_factory` returns."""
