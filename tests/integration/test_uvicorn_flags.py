@@ -221,3 +221,78 @@ def test_forwarded_allow_ips_default_is_uvicorns(monkeypatch: pytest.MonkeyPatch
     assert Config(held_app).forwarded_allow_ips == ["127.0.0.1", "::1"]
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.1, 10.0.0.2")
     assert Config(held_app).forwarded_allow_ips == ["10.0.0.1", "10.0.0.2"]
+
+
+# uvicorn flags whose name and default roadrunner keeps but whose meaning differs somewhere;
+# each must be named in docs/configuration.md "## Differences from uvicorn".
+DIFFERENT_MEANING = {
+    "--http": "zttp is refused; HTTP/2 is built in",
+    "--http2": "adds h2 to --protocols instead of needing --http zttp",
+    "--loop": "zuvloop needs the zuvloop package; the gunicorn worker applies factories as a policy",
+    "--ws": "every implementation name is served by roadrunner's wsproto-based WebSocket",
+    "--interface": "wsgi needs a2wsgi (uvicorn falls back to its deprecated WSGI adapter)",
+    "--limit-concurrency": "HTTP/2 and HTTP/3 refuse the stream instead of answering 503",
+    "--proxy-headers": "the XFF client port is 0; --proxy-headers-mode opts in to more headers",
+    "--env-file": "a missing file is a one-line startup error from the Python API too",
+    "--factory": "a non-callable attribute is refused at startup instead of answering 500",
+}
+
+
+def uvicorn_differences_section() -> str:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    return text[text.index("## Differences from uvicorn"):]
+
+
+def test_every_uvicorn_flag_with_its_name_and_default() -> None:
+    """uvicorn 0.54's click command against ours: every option present, with the same flag
+    names, default, flag-ness, multiplicity and choices; meaning differences documented."""
+    import click
+    from uvicorn.main import main as uvicorn_main
+
+    from roadrunner.cli import main
+
+    ours = {param.name: param for param in main.params}
+    mismatches = []
+    for theirs in uvicorn_main.params:
+        mine = ours.get(theirs.name)
+        if mine is None:
+            mismatches.append((theirs.name, "missing"))
+            continue
+        for attribute in ("opts", "secondary_opts", "default", "multiple", "nargs"):
+            if getattr(theirs, attribute) != getattr(mine, attribute):
+                mismatches.append((theirs.name, attribute, getattr(theirs, attribute), getattr(mine, attribute)))
+        if isinstance(theirs, click.Option):
+            assert isinstance(mine, click.Option)
+            if theirs.is_flag != mine.is_flag:
+                mismatches.append((theirs.name, "is_flag"))
+        if type(theirs.type) is not type(mine.type) or getattr(theirs.type, "choices", None) != getattr(
+            mine.type, "choices", None
+        ):
+            mismatches.append((theirs.name, "type", theirs.type, mine.type))
+    assert mismatches == []
+    section = uvicorn_differences_section()
+    undocumented = [flag for flag in DIFFERENT_MEANING if f"`{flag}" not in section]
+    assert undocumented == [], f"name these in docs/configuration.md Differences from uvicorn: {undocumented}"
+    # Environment variables: ROADRUNNER_<NAME>, where uvicorn reads UVICORN_<NAME>.
+    assert uvicorn_main.context_settings["auto_envvar_prefix"] == "UVICORN"
+    assert main.context_settings["auto_envvar_prefix"] == "ROADRUNNER"
+    assert "ROADRUNNER_<NAME>" in section
+
+
+def test_every_uvicorn_config_field_with_its_default() -> None:
+    import inspect
+
+    import uvicorn.config
+    import uvicorn.server
+
+    theirs = inspect.signature(uvicorn.config.Config.__init__).parameters
+    mine = inspect.signature(Config.__init__).parameters
+    missing = [name for name in theirs if name not in mine]
+    different = [
+        name for name, param in theirs.items()
+        if name in mine and name != "log_config" and param.default != mine[name].default
+    ]
+    assert (missing, different) == ([], [])
+    public = [name for name in dir(uvicorn.config.Config) if not name.startswith("_")]
+    assert [name for name in public if not hasattr(Config, name)] == ["setup_event_loop"]
+    assert [name for name in dir(uvicorn.server.Server) if not name.startswith("_") and not hasattr(Server, name)] == []
