@@ -17,7 +17,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from roadrunner.logging import LOGGING_CONFIG, TRACE_LOG_LEVEL
+from roadrunner.logging import (
+    LOGGING_CONFIG,
+    TRACE_LOG_LEVEL,
+    route_loggers,
+    unconfigured_loggers,
+    unroute_loggers,
+)
 
 logger = logging.getLogger("roadrunner.error")
 
@@ -449,8 +455,10 @@ class Config:
             os.environ.setdefault(key.strip(), value)
 
     def configure_logging(self) -> None:
-        """Apply --log-config (dict, .json, .yaml or .ini), --log-level and --access-log."""
+        """Apply --log-config (dict, .json, .yaml or .ini), --log-level and --access-log; then
+        roadrunner's loggers that the config left alone log through uvicorn's (see logging.py)."""
         logging.addLevelName(TRACE_LOG_LEVEL, "TRACE")
+        unroute_loggers()
         if self.log_config is not None:
             if isinstance(self.log_config, dict):
                 config = json.loads(json.dumps(self.log_config))
@@ -468,13 +476,20 @@ class Config:
                     logging.config.dictConfig(yaml.safe_load(file))
             else:
                 logging.config.fileConfig(self.log_config, disable_existing_loggers=False)
+        unconfigured = unconfigured_loggers()
         if self.log_level is not None:
             level = (
                 LOG_LEVELS[self.log_level.lower()] if isinstance(self.log_level, str)
                 else self.log_level
             )
-            for name in ("roadrunner", "roadrunner.error", "roadrunner.access", "roadrunner.asgi"):
+            for name in ("roadrunner", "roadrunner.error", "roadrunner.access", "roadrunner.asgi",
+                         "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
                 logging.getLogger(name).setLevel(level)
+        if self.access_log is False:
+            # As uvicorn: --no-access-log also silences the uvicorn.access logger.
+            logging.getLogger("uvicorn.access").handlers = []
+            logging.getLogger("uvicorn.access").propagate = False
+        route_loggers(unconfigured)
 
     # -- loading ---------------------------------------------------------------------------------
 

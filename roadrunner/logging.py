@@ -1,10 +1,16 @@
-"""Logging: uvicorn-compatible formatters, default config, and access-log line formatting."""
+"""Logging: uvicorn-compatible formatters, default config, and access-log line formatting.
+
+roadrunner logs on `roadrunner.error` / `roadrunner.access`. A logger of these that no log
+config set up hands its records to its uvicorn-named twin (`uvicorn.error` / `uvicorn.access`),
+so uvicorn log configs, and app code that configures uvicorn's loggers, work unchanged.
+"""
 
 from __future__ import annotations
 
 import http
 import logging
 import sys
+import urllib.parse
 from copy import copy
 from typing import Any, Literal
 
@@ -37,9 +43,10 @@ LOGGING_CONFIG: dict[str, Any] = {
         },
     },
     "loggers": {
-        "roadrunner": {"handlers": ["default"], "level": "INFO", "propagate": False},
-        "roadrunner.error": {"level": "INFO"},
-        "roadrunner.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+        # uvicorn's loggers, as uvicorn sets them up: roadrunner's records reach them (see above).
+        "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
+        "uvicorn.error": {"level": "INFO"},
+        "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
     },
 }
 
@@ -119,9 +126,73 @@ def format_client(client: tuple[str, int] | None) -> str:
 
 
 def request_target(scope: dict[str, Any]) -> str:
-    """Path plus query string as the client sent it, control characters escaped."""
-    path = scope.get("root_path", "") + scope["path"]
+    """uvicorn's get_path_with_query_string: the path (root_path included) percent-encoded,
+    plus the raw query string, control characters escaped (log injection guard)."""
+    path = urllib.parse.quote(scope["path"])
     query = scope.get("query_string", b"")
     if query:
         path += "?" + query.decode("latin-1")
     return escape_control(path)
+
+
+# roadrunner's loggers and the uvicorn-named loggers their records go to when unconfigured.
+LOGGER_TWINS = (
+    ("roadrunner.error", "uvicorn.error"),
+    ("roadrunner.access", "uvicorn.access"),
+    ("roadrunner.asgi", "uvicorn.asgi"),
+)
+
+
+class ForwardHandler(logging.Handler):
+    """Hands a record to a uvicorn-named logger, renamed, as if logged there."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self.target = logging.getLogger(target)
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # No lock or filters of our own: the target logger's filters and handlers apply.
+        self.emit(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.target.isEnabledFor(record.levelno):
+            record = copy(record)
+            record.name = self.target.name
+            self.target.handle(record)
+
+
+def is_configured(logger: logging.Logger) -> bool:
+    """Did a log config (or code) set up this logger or a parent below the root?"""
+    current: logging.Logger | None = logger
+    while current is not None and current is not logging.root:
+        if current.handlers or current.level or current.filters or not current.propagate:
+            return True
+        current = current.parent
+    return False
+
+
+def unroute_loggers() -> None:
+    """Undo route_loggers (before a log config is applied again)."""
+    for own, _ in LOGGER_TWINS:
+        logger = logging.getLogger(own)
+        forwarders = [h for h in logger.handlers if isinstance(h, ForwardHandler)]
+        if forwarders:
+            for handler in forwarders:
+                logger.removeHandler(handler)
+            logger.setLevel(logging.NOTSET)
+            logger.propagate = True
+
+
+def unconfigured_loggers() -> list[str]:
+    return [own for own, _ in LOGGER_TWINS if not is_configured(logging.getLogger(own))]
+
+
+def route_loggers(names: list[str]) -> None:
+    """Forward these roadrunner loggers to their uvicorn twins, at the twin's level."""
+    for own, twin in LOGGER_TWINS:
+        if own in names:
+            logger = logging.getLogger(own)
+            logger.handlers = [ForwardHandler(twin)]
+            logger.propagate = False
+            logger.setLevel(logging.getLogger(twin).getEffectiveLevel())

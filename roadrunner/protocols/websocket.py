@@ -120,7 +120,7 @@ class H1WebSocketConnection(asyncio.Protocol):
         self.drain_waiter: asyncio.Future[None] | None = None
         self.chunked = False
         self.closed = False
-        self.stream = WebSocketStream(websocket_scope(http_scope), self, self.config, h1.access_log)
+        self.stream = WebSocketStream(websocket_scope(http_scope), self, self.config)
         # The HTTP/1.1 connection hands over the socket and its place in the registry.
         h1.closing = True
         h1.cancel_timers()
@@ -350,7 +350,7 @@ class StreamWebSocketBridge(abc.ABC):
         self.read_paused = False
         self.finished = False
         self.held = 0
-        self.ws = WebSocketStream(scope, self, connection.config, connection.access_log)
+        self.ws = WebSocketStream(scope, self, connection.config)
         self.task = self.ws.task = connection.state.start_task(connection.loop, self.ws.run(connection.app))
 
     # -- events from the connection ------------------------------------------------------------

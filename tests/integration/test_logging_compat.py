@@ -1,0 +1,228 @@
+"""Log lines side by side with uvicorn: the same app and log config under `python -m uvicorn`
+and `python -m roadrunner` print the same lines (ports, pids and the banner aside)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import re
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import websockets
+import yaml
+from uvicorn.config import LOGGING_CONFIG as UVICORN_LOGGING_CONFIG
+from wsproto.events import CloseConnection, TextMessage
+
+from tests.integration.process_helpers import Process
+from tests.integration.test_websocket_h2 import H2WebSocketClient
+
+APP = '''
+import logging
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+    if scope["type"] == "http":
+        logging.getLogger("uvicorn.error").info("app says %s", scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
+    if scope["path"].endswith("/reject"):
+        await send({"type": "websocket.close"})
+        return
+    if scope["path"].endswith("/deny"):
+        await send({"type": "websocket.http.response.start", "status": 401, "headers": []})
+        await send({"type": "websocket.http.response.body", "body": b"no"})
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    message = await receive()
+    await send({"type": "websocket.send", "text": message["text"]})
+    await send({"type": "websocket.close"})
+    while (await receive())["type"] != "websocket.disconnect":
+        pass
+'''
+
+INI = """\
+[loggers]
+keys=root,uvicorn,uvicorn.error,uvicorn.access
+
+[handlers]
+keys=default,access
+
+[formatters]
+keys=default,access
+
+[logger_root]
+level=WARNING
+handlers=
+
+[logger_uvicorn]
+level=INFO
+handlers=default
+propagate=0
+qualname=uvicorn
+
+[logger_uvicorn.error]
+level=INFO
+handlers=
+propagate=1
+qualname=uvicorn.error
+
+[logger_uvicorn.access]
+level=INFO
+handlers=access
+propagate=0
+qualname=uvicorn.access
+
+[handler_default]
+class=StreamHandler
+formatter=default
+args=(sys.stderr,)
+
+[handler_access]
+class=StreamHandler
+formatter=access
+args=(sys.stdout,)
+
+[formatter_default]
+class=uvicorn.logging.DefaultFormatter
+format=%(levelprefix)s [%(name)s] %(message)s
+
+[formatter_access]
+class=uvicorn.logging.AccessFormatter
+format=%(levelprefix)s [%(name)s] %(client_addr)s - "%(request_line)s" %(status_code)s
+"""
+
+# Lines that differ on purpose: the banner names the server (and roadrunner its protocols);
+# uvicorn (0.54, websockets-sansio) logs this error after a correct websocket.http.response.
+BANNER = re.compile(r"running on|ASGI callable returned without completing handshake")
+
+
+def write_configs(directory: Path) -> dict[str, str]:
+    """uvicorn's own LOGGING_CONFIG as JSON, as YAML (with the logger name shown), and an .ini."""
+    named = copy.deepcopy(UVICORN_LOGGING_CONFIG)
+    for formatter in named["formatters"].values():
+        formatter["fmt"] = formatter["fmt"].replace("%(levelprefix)s", "%(levelprefix)s [%(name)s]")
+    (directory / "log.json").write_text(json.dumps(UVICORN_LOGGING_CONFIG))
+    (directory / "log.yaml").write_text(yaml.safe_dump(named))
+    (directory / "log.ini").write_text(INI)
+    return {"json": "log.json", "yaml": "log.yaml", "ini": "log.ini"}
+
+
+@contextlib.contextmanager
+def serve(server: str, *args: str, cwd: Path) -> Iterator[Process]:
+    """`python -m uvicorn|roadrunner logapp:app --port 0 ARGS`, stopped at the end."""
+    (cwd / "logapp.py").write_text(APP)
+    process = Process([sys.executable, "-m", server, "logapp:app", "--port", "0", *args], cwd)
+    try:
+        yield process
+    finally:
+        process.kill_tree()
+
+
+def websocket_session(port: int) -> None:
+    """Accept + echo + server close; a close before accept; a websocket.http.response denial."""
+
+    async def run() -> None:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws?a=1") as ws:
+            await ws.send("hi")
+            assert await ws.recv() == "hi"
+            with pytest.raises(websockets.ConnectionClosedOK):
+                await ws.recv()
+        for path, status in (("/ws/reject", 403), ("/ws/deny", 401)):
+            with pytest.raises(websockets.InvalidStatus, match=str(status)):
+                async with websockets.connect(f"ws://127.0.0.1:{port}{path}"):
+                    pass
+
+    asyncio.run(run())
+
+
+def h2_websocket_session(port: int) -> None:
+    """The same session over HTTP/2 Extended CONNECT (RFC 8441)."""
+    client = H2WebSocketClient(port, path="/ws?a=1")
+    assert client.status == 200
+    client.send(TextMessage("hi"))
+    assert client.next_event() == TextMessage("hi")
+    assert isinstance(client.next_event(), CloseConnection)
+    client.close()
+    for path, status in (("/ws/reject", 403), ("/ws/deny", 401)):
+        client = H2WebSocketClient(port, path=path)
+        assert client.status == status
+        client.close()
+
+
+def run_scenario(process: Process, session: object = websocket_session) -> list[str]:
+    """The WebSocket session, then one HTTP request; the server's lines, normalised."""
+    port = process.port
+    assert callable(session)
+    session(port)
+    process.wait_for(r"connection rejected \(401")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/a%20b/c?x=1") as response:
+        assert response.read() == b"ok"
+    process.wait_for(r'"GET .*a%20b/c\?x=1 HTTP/1.1" 200')
+    assert "Logging error" not in process.output
+    lines = [re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", line) for line in process.lines]
+    lines = [re.sub(r"process \[\d+\]", "process [PID]", line) for line in lines]
+    return [line for line in lines if not BANNER.search(line)]
+
+
+@pytest.mark.parametrize("kind", ["default", "json", "yaml", "ini"])
+def test_same_lines_as_uvicorn(kind: str, tmp_path: Path) -> None:
+    args = [] if kind == "default" else ["--log-config", write_configs(tmp_path)[kind]]
+    with serve("uvicorn", *args, cwd=tmp_path) as uvicorn:
+        expected = run_scenario(uvicorn)
+    with serve("roadrunner", *args, cwd=tmp_path) as roadrunner:
+        got = run_scenario(roadrunner)
+    assert got == expected
+    # The lines the comparison covers, as uvicorn prints them.
+    name = " [uvicorn.error]" if kind in ("yaml", "ini") else ""
+    assert f'INFO:    {name} 127.0.0.1:PORT - "WebSocket /ws?a=1" [accepted]' in got
+    assert f"INFO:    {name} connection rejected (403 Forbidden)" in got
+    assert f"INFO:    {name} app says /a b/c" in got
+
+
+def test_root_path_logged_once_like_uvicorn(tmp_path: Path) -> None:
+    # uvicorn's scope["path"] is root_path + the request path, and that is what it logs.
+    with serve("uvicorn", "--root-path", "/sub", cwd=tmp_path) as uvicorn:
+        expected = run_scenario(uvicorn)
+    with serve("roadrunner", "--root-path", "/sub", cwd=tmp_path) as roadrunner:
+        got = run_scenario(roadrunner)
+    assert got == expected
+    assert 'INFO:     127.0.0.1:PORT - "GET /sub/a%20b/c?x=1 HTTP/1.1" 200 OK' in got
+    assert 'INFO:     127.0.0.1:PORT - "WebSocket /sub/ws?a=1" [accepted]' in got
+
+
+def test_websocket_over_h2_logs_like_uvicorn_h1(tmp_path: Path) -> None:
+    with serve("uvicorn", cwd=tmp_path) as uvicorn:
+        expected = run_scenario(uvicorn)
+    with serve("roadrunner", "--protocols", "h1,h2", cwd=tmp_path) as roadrunner:
+        got = run_scenario(roadrunner, session=h2_websocket_session)
+    assert got == expected
+
+
+def test_config_naming_roadrunner_loggers_still_works(tmp_path: Path) -> None:
+    config = copy.deepcopy(UVICORN_LOGGING_CONFIG)
+    config["formatters"]["default"]["fmt"] = "%(name)s|%(message)s"
+    config["formatters"]["access"]["fmt"] = '%(name)s|%(client_addr)s - "%(request_line)s" %(status_code)s'
+    config["loggers"] = {
+        "roadrunner": {"handlers": ["default"], "level": "INFO", "propagate": False},
+        "roadrunner.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+        "uvicorn.error": {"handlers": ["default"], "level": "INFO", "propagate": False},
+    }
+    (tmp_path / "rr.json").write_text(json.dumps(config))
+    with serve("roadrunner", "--log-config", "rr.json", cwd=tmp_path) as roadrunner:
+        lines = run_scenario(roadrunner)
+    assert 'roadrunner.error|127.0.0.1:PORT - "WebSocket /ws?a=1" [accepted]' in lines
+    assert 'roadrunner.access|127.0.0.1:PORT - "GET /a%20b/c?x=1 HTTP/1.1" 200 OK' in lines
+    assert "uvicorn.error|app says /a b/c" in lines
