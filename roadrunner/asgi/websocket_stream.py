@@ -484,7 +484,7 @@ class WebSocketStream:
                 logger.error("ASGI callable returned without completing handshake.")  # uvicorn's words
                 self.fail_app(1011)
             elif self.phase is Phase.RESPONDING:
-                logger.error("ASGI callable returned without completing the response.")
+                logger.error("ASGI callable returned without completing handshake.")  # uvicorn's words
                 self.transport.abort()
                 self.finish(1006)
             elif self.phase is Phase.OPEN and not self.app_closed:

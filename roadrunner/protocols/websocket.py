@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from wsproto.handshake import generate_accept_token
 
 from roadrunner.asgi.scope import asgi_info, http_scope
-from roadrunner.asgi.websocket_stream import WebSocketStream, websocket_scope
+from roadrunner.asgi.websocket_stream import WebSocketStream, log_rejected, websocket_scope
 from roadrunner.logging import format_client
 
 if TYPE_CHECKING:
@@ -86,7 +86,9 @@ def upgrade_h1(connection: H1Connection, stream: HTTPStream) -> bool:
     error = handshake_error(scope["headers"])
     if error is not None:
         status, body, extra = error
-        logger.info(
+        # uvicorn's line (the websockets library's); the reason only at DEBUG, as there.
+        log_rejected(status)
+        logger.debug(
             "Invalid WebSocket handshake from %s: %s",
             format_client(scope.get("client")), body.decode(),
         )
@@ -285,7 +287,8 @@ def upgrade_h2(connection: Http2Connection, stream: H2StreamTransport, headers: 
     error = extended_connect_error(pseudo, regular, stream.request_ended)
     if error is not None:
         status, extra = error
-        logger.info("Invalid HTTP/2 WebSocket request from %s: %d", connection.peer_text(), status)
+        log_rejected(status)
+        logger.debug("Invalid HTTP/2 WebSocket request from %s: %d", connection.peer_text(), status)
         connection.send_headers(
             stream, [(b":status", str(status).encode()), *extra, (b"content-length", b"0")], True
         )
@@ -306,7 +309,8 @@ def upgrade_h3(
     error = extended_connect_error(pseudo, regular, stream.request_ended)
     if error is not None:
         status, extra = error
-        logger.info("Invalid HTTP/3 WebSocket request from %s: %d", connection.peer_text(), status)
+        log_rejected(status)
+        logger.debug("Invalid HTTP/3 WebSocket request from %s: %d", connection.peer_text(), status)
         stream.write_head(status, [*extra, (b"content-length", b"0")], True)
         connection.finish_stream(stream)
         return

@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import json
 import re
+import ssl
 import sys
+import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,11 +22,17 @@ import yaml
 from uvicorn.config import LOGGING_CONFIG as UVICORN_LOGGING_CONFIG
 from wsproto.events import CloseConnection, TextMessage
 
+from tests.helpers import raw_request, status_of
 from tests.integration.process_helpers import Process
 from tests.integration.test_websocket_h2 import H2WebSocketClient
+from tests.integration.test_websocket_h3 import H3WebSocket
+from tests.integration.test_websocket_h3 import connect as h3_connect
 
 APP = '''
 import logging
+
+# Apps silence health checks like this (under uvicorn): roadrunner's access lines obey it too.
+logging.getLogger("uvicorn.access").addFilter(lambda record: "/hidden" not in record.getMessage())
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
@@ -36,6 +45,10 @@ async def app(scope, receive, send):
         logging.getLogger("uvicorn.error").info("app says %s", scope["path"])
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
+        return
+    if scope["path"] == "/raise":
+        raise RuntimeError("boom")
+    if scope["path"] == "/return":
         return
     if scope["path"].endswith("/reject"):
         await send({"type": "websocket.close"})
@@ -107,6 +120,7 @@ format=%(levelprefix)s [%(name)s] %(client_addr)s - "%(request_line)s" %(status_
 # Lines that differ on purpose: the banner names the server (and roadrunner its protocols);
 # uvicorn (0.54, websockets-sansio) logs this error after a correct websocket.http.response.
 BANNER = re.compile(r"running on|ASGI callable returned without completing handshake")
+LOG_LINE = re.compile(r"(TRACE|DEBUG|INFO|WARNING|ERROR|CRITICAL):")
 
 
 def write_configs(directory: Path) -> dict[str, str]:
@@ -162,19 +176,61 @@ def h2_websocket_session(port: int) -> None:
         client.close()
 
 
-def run_scenario(process: Process, session: object = websocket_session) -> list[str]:
-    """The WebSocket session, then one HTTP request; the server's lines, normalised."""
+def h3_websocket_session(port: int, tls_files: dict[str, str]) -> None:
+    """The same session over HTTP/3 Extended CONNECT (RFC 9220)."""
+
+    async def run() -> None:
+        async with h3_connect(port, tls_files) as client:
+            ws = await H3WebSocket.open(client, "/ws?a=1")
+            assert ws.status == 200
+            ws.send(TextMessage("hi"))
+            assert await ws.receive_message() == "hi"
+            assert isinstance(await ws.next_event(), CloseConnection)
+            for path, status in (("/ws/reject", 403), ("/ws/deny", 401)):
+                assert (await H3WebSocket.open(client, path)).status == status
+
+    asyncio.run(asyncio.wait_for(run(), 20))
+
+
+def failing_session(port: int) -> None:
+    """The app fails before accepting (raises; returns); a handshake without Sec-WebSocket-Key."""
+
+    async def run() -> None:
+        for path in ("/raise", "/return"):
+            with pytest.raises(websockets.InvalidStatus, match="500"):
+                async with websockets.connect(f"ws://127.0.0.1:{port}{path}"):
+                    pass
+
+    asyncio.run(run())
+    answer = raw_request(port, b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                               b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    assert status_of(answer) == 400
+    # The last line of the session, for run_scenario to wait for.
+    websocket_session(port)
+
+
+def run_scenario(
+    process: Process, session: Callable[[int], None] = websocket_session,
+    context: ssl.SSLContext | None = None, access_log: bool = True,
+) -> list[str]:
+    """The WebSocket session, then HTTP requests; the server's log lines, normalised."""
     port = process.port
-    assert callable(session)
     session(port)
     process.wait_for(r"connection rejected \(401")
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/a%20b/c?x=1") as response:
-        assert response.read() == b"ok"
-    process.wait_for(r'"GET .*a%20b/c\?x=1 HTTP/1.1" 200')
+    base = f"{'https' if context else 'http'}://127.0.0.1:{port}"
+    for path in ("/hidden", "/a%20b/c?x=1"):
+        with urllib.request.urlopen(base + path, context=context) as response:
+            assert response.read() == b"ok"
+    process.wait_for(r"app says .*/a b/c")
+    if access_log:
+        process.wait_for(r'"GET .*a%20b/c\?x=1 HTTP/1.1" 200')
+    else:
+        time.sleep(0.2)  # time for a wrong access line to show
     assert "Logging error" not in process.output
-    lines = [re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", line) for line in process.lines]
-    lines = [re.sub(r"process \[\d+\]", "process [PID]", line) for line in lines]
-    return [line for line in lines if not BANNER.search(line)]
+    # Log lines only (not traceback lines), with ports and pids masked.
+    lines = [line for line in process.lines if LOG_LINE.match(line) and not BANNER.search(line)]
+    lines = [re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", line) for line in lines]
+    return [re.sub(r"process \[\d+\]", "process [PID]", line) for line in lines]
 
 
 @pytest.mark.parametrize("kind", ["default", "json", "yaml", "ini"])
@@ -185,6 +241,7 @@ def test_same_lines_as_uvicorn(kind: str, tmp_path: Path) -> None:
     with serve("roadrunner", *args, cwd=tmp_path) as roadrunner:
         got = run_scenario(roadrunner)
     assert got == expected
+    assert not [line for line in got if '"GET /hidden' in line]
     # The lines the comparison covers, as uvicorn prints them.
     name = " [uvicorn.error]" if kind in ("yaml", "ini") else ""
     assert f'INFO:    {name} 127.0.0.1:PORT - "WebSocket /ws?a=1" [accepted]' in got
@@ -211,10 +268,45 @@ def test_websocket_over_h2_logs_like_uvicorn_h1(tmp_path: Path) -> None:
     assert got == expected
 
 
+def test_websocket_over_h3_logs_like_uvicorn_h1(tmp_path: Path, tls_files: dict[str, str]) -> None:
+    with serve("uvicorn", cwd=tmp_path) as uvicorn:
+        expected = run_scenario(uvicorn)
+    tls = ["--ssl-certfile", tls_files["certfile"], "--ssl-keyfile", tls_files["keyfile"]]
+    with serve("roadrunner", "--protocols", "h1,h2,h3", *tls, cwd=tmp_path) as roadrunner:
+        got = run_scenario(
+            roadrunner, functools.partial(h3_websocket_session, tls_files=tls_files),
+            context=ssl.create_default_context(cafile=tls_files["cafile"]),
+        )
+    assert got == expected
+
+
+def test_no_access_log_like_uvicorn(tmp_path: Path) -> None:
+    with serve("uvicorn", "--no-access-log", cwd=tmp_path) as uvicorn:
+        expected = run_scenario(uvicorn, access_log=False)
+    with serve("roadrunner", "--no-access-log", cwd=tmp_path) as roadrunner:
+        got = run_scenario(roadrunner, access_log=False)
+    assert got == expected
+    # The WebSocket lines stay: uvicorn logs them on uvicorn.error, not as access lines.
+    assert 'INFO:     127.0.0.1:PORT - "WebSocket /ws?a=1" [accepted]' in got
+    assert not [line for line in got if '"GET ' in line]
+
+
+def test_failed_handshakes_log_like_uvicorn(tmp_path: Path) -> None:
+    with serve("uvicorn", cwd=tmp_path) as uvicorn:
+        expected = run_scenario(uvicorn, failing_session)
+    with serve("roadrunner", cwd=tmp_path) as roadrunner:
+        got = run_scenario(roadrunner, failing_session)
+    assert got == expected
+    assert got.count("INFO:     connection rejected (500 Internal Server Error)") == 2
+    assert "INFO:     connection rejected (400 Bad Request)" in got
+
+
 def test_config_naming_roadrunner_loggers_still_works(tmp_path: Path) -> None:
     config = copy.deepcopy(UVICORN_LOGGING_CONFIG)
-    config["formatters"]["default"]["fmt"] = "%(name)s|%(message)s"
-    config["formatters"]["access"]["fmt"] = '%(name)s|%(client_addr)s - "%(request_line)s" %(status_code)s'
+    config["formatters"]["default"]["fmt"] = "%(levelprefix)s %(name)s|%(message)s"
+    config["formatters"]["access"]["fmt"] = (
+        '%(levelprefix)s %(name)s|%(client_addr)s - "%(request_line)s" %(status_code)s'
+    )
     config["loggers"] = {
         "roadrunner": {"handlers": ["default"], "level": "INFO", "propagate": False},
         "roadrunner.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
@@ -223,6 +315,8 @@ def test_config_naming_roadrunner_loggers_still_works(tmp_path: Path) -> None:
     (tmp_path / "rr.json").write_text(json.dumps(config))
     with serve("roadrunner", "--log-config", "rr.json", cwd=tmp_path) as roadrunner:
         lines = run_scenario(roadrunner)
-    assert 'roadrunner.error|127.0.0.1:PORT - "WebSocket /ws?a=1" [accepted]' in lines
-    assert 'roadrunner.access|127.0.0.1:PORT - "GET /a%20b/c?x=1 HTTP/1.1" 200 OK' in lines
-    assert "uvicorn.error|app says /a b/c" in lines
+    assert 'INFO:     roadrunner.error|127.0.0.1:PORT - "WebSocket /ws?a=1" [accepted]' in lines
+    assert 'INFO:     roadrunner.access|127.0.0.1:PORT - "GET /a%20b/c?x=1 HTTP/1.1" 200 OK' in lines
+    assert "INFO:     uvicorn.error|app says /a b/c" in lines
+    # The uvicorn.access filter the app adds does not apply to roadrunner.access here.
+    assert 'INFO:     roadrunner.access|127.0.0.1:PORT - "GET /hidden HTTP/1.1" 200 OK' in lines
