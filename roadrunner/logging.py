@@ -149,6 +149,7 @@ class ForwardHandler(logging.Handler):
     def __init__(self, target: str) -> None:
         super().__init__()
         self.target = logging.getLogger(target)
+        self.routed_level = logging.NOTSET  # the level route_loggers gave the source logger
 
     def handle(self, record: logging.LogRecord) -> bool:
         # No lock or filters of our own: the target logger's filters and handlers apply.
@@ -173,14 +174,13 @@ def is_configured(logger: logging.Logger) -> bool:
 
 
 def unroute_loggers() -> None:
-    """Undo route_loggers (before a log config is applied again)."""
+    """Undo route_loggers (before a log config is applied again), leaving what others set."""
     for own, _ in LOGGER_TWINS:
         logger = logging.getLogger(own)
-        forwarders = [h for h in logger.handlers if isinstance(h, ForwardHandler)]
-        if forwarders:
-            for handler in forwarders:
-                logger.removeHandler(handler)
-            logger.setLevel(logging.NOTSET)
+        for handler in [h for h in logger.handlers if isinstance(h, ForwardHandler)]:
+            logger.removeHandler(handler)
+            if logger.level == handler.routed_level:
+                logger.setLevel(logging.NOTSET)
             logger.propagate = True
 
 
@@ -193,6 +193,8 @@ def route_loggers(names: list[str]) -> None:
     for own, twin in LOGGER_TWINS:
         if own in names:
             logger = logging.getLogger(own)
-            logger.handlers = [ForwardHandler(twin)]
+            handler = ForwardHandler(twin)
+            handler.routed_level = logging.getLogger(twin).getEffectiveLevel()
+            logger.handlers = [handler]
             logger.propagate = False
-            logger.setLevel(logging.getLogger(twin).getEffectiveLevel())
+            logger.setLevel(handler.routed_level)

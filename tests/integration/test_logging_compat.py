@@ -8,6 +8,7 @@ import contextlib
 import copy
 import functools
 import json
+import logging
 import re
 import ssl
 import sys
@@ -15,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import websockets
@@ -22,7 +24,9 @@ import yaml
 from uvicorn.config import LOGGING_CONFIG as UVICORN_LOGGING_CONFIG
 from wsproto.events import CloseConnection, TextMessage
 
-from tests.helpers import raw_request, status_of
+from roadrunner.config import Config
+from roadrunner.logging import ForwardHandler
+from tests.helpers import capture_logs, raw_request, run_server, status_of
 from tests.integration.process_helpers import Process
 from tests.integration.test_websocket_h2 import H2WebSocketClient
 from tests.integration.test_websocket_h3 import H3WebSocket
@@ -320,3 +324,26 @@ def test_config_naming_roadrunner_loggers_still_works(tmp_path: Path) -> None:
     assert "INFO:     uvicorn.error|app says /a b/c" in lines
     # The uvicorn.access filter the app adds does not apply to roadrunner.access here.
     assert 'INFO:     roadrunner.access|127.0.0.1:PORT - "GET /hidden HTTP/1.1" 200 OK' in lines
+
+
+async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_routing_redone_per_config_in_one_process() -> None:
+    """Each Config applies its log config afresh; a handler a test (or app) added keeps its level."""
+    access = logging.getLogger("roadrunner.access")
+    Config("app:app", log_config=None)
+    Config("app:app", log_config=None)
+    assert [type(h) for h in access.handlers] == [ForwardHandler]
+    with capture_logs("roadrunner.access") as logs:
+        with run_server(http_app) as server:
+            with urllib.request.urlopen(f"{server.url}/x"):
+                pass
+    assert len(logs.records) == 1
+    assert logs.text.endswith(' - "GET /x HTTP/1.1" 200')
+    own = {"version": 1, "disable_existing_loggers": False,
+           "loggers": {"roadrunner.access": {"level": "DEBUG"}}}
+    Config("app:app", log_config=own)
+    assert not access.handlers and access.propagate and access.level == logging.DEBUG
