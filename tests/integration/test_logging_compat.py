@@ -331,9 +331,22 @@ async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-def test_routing_redone_per_config_in_one_process() -> None:
+@pytest.fixture
+def access() -> Iterator[logging.Logger]:
+    """roadrunner.access (and its parent) as in a fresh process; restored afterwards."""
+    loggers = [logging.getLogger("roadrunner"), logging.getLogger("roadrunner.access")]
+    saved = [(logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.handlers, logger.propagate = [], True
+        logger.setLevel(logging.NOTSET)
+    yield loggers[1]
+    for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        logger.handlers, logger.propagate = handlers, propagate
+        logger.setLevel(level)
+
+
+def test_routing_redone_per_config_in_one_process(access: logging.Logger) -> None:
     """Each Config applies its log config afresh; a handler a test (or app) added keeps its level."""
-    access = logging.getLogger("roadrunner.access")
     Config("app:app", log_config=None)
     Config("app:app", log_config=None)
     assert [type(h) for h in access.handlers] == [ForwardHandler]
