@@ -50,19 +50,30 @@ LOGGING_CONFIG: dict[str, Any] = {
     },
 }
 
+_ANSI = {"red": 31, "green": 32, "yellow": 33, "blue": 34, "cyan": 36, "bright_red": 91,
+         "bright_white": 97}
 _LEVEL_COLORS = {
-    TRACE_LOG_LEVEL: "\x1b[34m",
-    logging.DEBUG: "\x1b[36m",
-    logging.INFO: "\x1b[32m",
-    logging.WARNING: "\x1b[33m",
-    logging.ERROR: "\x1b[31m",
-    logging.CRITICAL: "\x1b[91m",
+    TRACE_LOG_LEVEL: "blue",
+    logging.DEBUG: "cyan",
+    logging.INFO: "green",
+    logging.WARNING: "yellow",
+    logging.ERROR: "red",
+    logging.CRITICAL: "bright_red",
 }
-_RESET = "\x1b[0m"
+_STATUS_COLORS = {1: "bright_white", 2: "green", 3: "yellow", 4: "red", 5: "bright_red"}
+
+
+def style(text: str, fg: str | None = None, bold: bool = False) -> str:
+    """ANSI styling, as uvicorn's uvicorn._ansi.style."""
+    prefix = f"\x1b[{_ANSI[fg]}m" if fg is not None else ""
+    if bold:
+        prefix += "\x1b[1m"
+    return f"{prefix}{text}\x1b[0m"
 
 
 class DefaultFormatter(logging.Formatter):
-    """Adds %(levelprefix)s: the level name padded like uvicorn's, coloured on a TTY."""
+    """Adds %(levelprefix)s: the level name padded like uvicorn's, coloured on a TTY; with
+    colours, a record's extra "color_message" replaces its message (as uvicorn's)."""
 
     def __init__(
         self,
@@ -75,7 +86,8 @@ class DefaultFormatter(logging.Formatter):
         super().__init__(fmt=fmt, datefmt=datefmt, style=style)
 
     def color_level_name(self, level_name: str, level_no: int) -> str:
-        return f"{_LEVEL_COLORS.get(level_no, '')}{level_name}{_RESET}"
+        fg = _LEVEL_COLORS.get(level_no)
+        return style(level_name, fg=fg) if fg else level_name
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - stdlib name
         record = copy(record)
@@ -83,6 +95,9 @@ class DefaultFormatter(logging.Formatter):
         separator = " " * (8 - len(levelname))
         if self.use_colors:
             levelname = self.color_level_name(levelname, record.levelno)
+            if "color_message" in record.__dict__:
+                record.msg = record.__dict__["color_message"]
+                record.__dict__["message"] = record.getMessage()
         record.__dict__["levelprefix"] = levelname + ":" + separator
         return super().formatMessage(record)
 
@@ -92,22 +107,25 @@ class AccessFormatter(DefaultFormatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - stdlib name
         if not isinstance(record.args, tuple) or len(record.args) != 5:
-            # Not an HTTP request line (a WebSocket event, say): the message as logged.
+            # Not an HTTP request line (an app's own record, say): the message as logged.
             record = copy(record)
             record.__dict__.update(client_addr="-", request_line=record.getMessage(), status_code="")
             return super().formatMessage(record)
         record = copy(record)
         client_addr, method, full_path, http_version, status_code = record.args  # type: ignore[misc]
+        code = int(status_code)  # type: ignore[arg-type]
         try:
-            phrase = http.HTTPStatus(int(status_code)).phrase  # type: ignore[arg-type]
+            phrase = http.HTTPStatus(code).phrase
         except ValueError:
             phrase = ""
+        status = f"{code} {phrase}"  # "599 " for an unknown status, as uvicorn
+        request_line = f"{method} {full_path} HTTP/{http_version}"
+        if self.use_colors:
+            fg = _STATUS_COLORS.get(code // 100)
+            status = style(status, fg=fg) if fg else status
+            request_line = style(request_line, bold=True)
         record.__dict__.update(
-            {
-                "client_addr": client_addr,
-                "request_line": f"{method} {full_path} HTTP/{http_version}",
-                "status_code": f"{status_code} {phrase}".rstrip(),
-            }
+            {"client_addr": client_addr, "request_line": request_line, "status_code": status}
         )
         return super().formatMessage(record)
 

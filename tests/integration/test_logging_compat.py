@@ -124,7 +124,7 @@ format=%(levelprefix)s [%(name)s] %(client_addr)s - "%(request_line)s" %(status_
 # Lines that differ on purpose: the banner names the server (and roadrunner its protocols);
 # uvicorn (0.54, websockets-sansio) logs this error after a correct websocket.http.response.
 BANNER = re.compile(r"running on|ASGI callable returned without completing handshake")
-LOG_LINE = re.compile(r"(TRACE|DEBUG|INFO|WARNING|ERROR|CRITICAL):")
+LOG_LINE = re.compile(r"(?:\x1b\[\d+m)?(TRACE|DEBUG|INFO|WARNING|ERROR|CRITICAL)(?:\x1b\[0m)?:")
 
 
 def write_configs(directory: Path) -> dict[str, str]:
@@ -218,7 +218,8 @@ def run_scenario(
     context: ssl.SSLContext | None = None, access_log: bool = True,
 ) -> list[str]:
     """The WebSocket session, then HTTP requests; the server's log lines, normalised."""
-    port = process.port
+    # The banner's address may be bold (--use-colors).
+    port = int(process.wait_for(r"running on (?:\x1b\[1m)?https?://127\.0\.0\.1:(\d+)")[0].group(1))
     session(port)
     process.wait_for(r"connection rejected \(401")
     base = f"{'https' if context else 'http'}://127.0.0.1:{port}"
@@ -227,7 +228,7 @@ def run_scenario(
             assert response.read() == b"ok"
     process.wait_for(r"app says .*/a b/c")
     if access_log:
-        process.wait_for(r'"GET .*a%20b/c\?x=1 HTTP/1.1" 200')
+        process.wait_for(r'"(?:\x1b\[1m)?GET .*a%20b/c\?x=1 HTTP/1.1')
     else:
         time.sleep(0.2)  # time for a wrong access line to show
     assert "Logging error" not in process.output
@@ -303,6 +304,19 @@ def test_failed_handshakes_log_like_uvicorn(tmp_path: Path) -> None:
     assert got == expected
     assert got.count("INFO:     connection rejected (500 Internal Server Error)") == 2
     assert "INFO:     connection rejected (400 Bad Request)" in got
+
+
+def test_colours_like_uvicorn(tmp_path: Path) -> None:
+    with serve("uvicorn", "--use-colors", cwd=tmp_path) as uvicorn:
+        expected = run_scenario(uvicorn)
+    with serve("roadrunner", "--use-colors", cwd=tmp_path) as roadrunner:
+        got = run_scenario(roadrunner)
+    # The pid in uvicorn's startup and shutdown lines is coloured by the server, not the formatter.
+    assert [line for line in got if "server process" not in line] == [
+        line for line in expected if "server process" not in line
+    ]
+    assert ('\x1b[32mINFO\x1b[0m:     127.0.0.1:PORT - "\x1b[1mGET /a%20b/c?x=1 HTTP/1.1\x1b[0m" '
+            '\x1b[32m200 OK\x1b[0m') in got
 
 
 def test_config_naming_roadrunner_loggers_still_works(tmp_path: Path) -> None:
