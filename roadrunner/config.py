@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from roadrunner.logging import (
+    LOGGER_TWINS,
     LOGGING_CONFIG,
     TRACE_LOG_LEVEL,
     route_loggers,
@@ -482,8 +483,11 @@ class Config:
                 LOG_LEVELS[self.log_level.lower()] if isinstance(self.log_level, str)
                 else self.log_level
             )
-            for name in ("roadrunner", "roadrunner.error", "roadrunner.access", "roadrunner.asgi",
-                         "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+            # uvicorn's names, as uvicorn; roadrunner's only where a config set them up (the
+            # others take their twin's level, and an explicit level would claim them next time).
+            own = [name for name, _ in LOGGER_TWINS if name not in unconfigured]
+            for name in ["uvicorn.error", "uvicorn.access", "uvicorn.asgi", *own,
+                         *(["roadrunner"] if own else [])]:
                 logging.getLogger(name).setLevel(level)
         if self.access_log is False:
             # As uvicorn: --no-access-log also silences the uvicorn.access logger.

@@ -348,12 +348,12 @@ async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 @pytest.fixture
 def access() -> Iterator[logging.Logger]:
     """roadrunner.access (and its parent) as in a fresh process; restored afterwards."""
-    loggers = [logging.getLogger("roadrunner"), logging.getLogger("roadrunner.access")]
+    loggers = [logging.getLogger(name) for name in ("roadrunner", "roadrunner.access", "uvicorn.access")]
     saved = [(logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
     for logger in loggers:
         logger.handlers, logger.propagate = [], True
         logger.setLevel(logging.NOTSET)
-    yield loggers[1]
+    yield loggers[1]  # (uvicorn.access: --log-level sets it)
     for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
         logger.handlers, logger.propagate = handlers, propagate
         logger.setLevel(level)
@@ -361,9 +361,11 @@ def access() -> Iterator[logging.Logger]:
 
 def test_routing_redone_per_config_in_one_process(access: logging.Logger) -> None:
     """Each Config applies its log config afresh; a handler a test (or app) added keeps its level."""
-    Config("app:app", log_config=None)
+    Config("app:app", log_config=None, log_level="warning")
+    assert access.level == logging.WARNING
     Config("app:app", log_config=None)
     assert [type(h) for h in access.handlers] == [ForwardHandler]
+    assert access.level == logging.getLogger("uvicorn.access").getEffectiveLevel()
     with capture_logs("roadrunner.access") as logs:
         with run_server(http_app) as server:
             with urllib.request.urlopen(f"{server.url}/x"):
