@@ -486,8 +486,7 @@ class Config:
             # uvicorn's names, as uvicorn; roadrunner's only where a config set them up (the
             # others take their twin's level, and an explicit level would claim them next time).
             own = [name for name, _ in LOGGER_TWINS if name not in unconfigured]
-            for name in ["uvicorn.error", "uvicorn.access", "uvicorn.asgi", *own,
-                         *(["roadrunner"] if own else [])]:
+            for name in ("uvicorn.error", "uvicorn.access", "uvicorn.asgi", *own):
                 logging.getLogger(name).setLevel(level)
         if self.access_log is False:
             # As uvicorn: --no-access-log also silences the uvicorn.access logger.
