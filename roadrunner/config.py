@@ -24,7 +24,14 @@ from roadrunner.importer import (
     load_app,
     wsgi_middleware,
 )
-from roadrunner.logging import LOGGING_CONFIG, TRACE_LOG_LEVEL
+from roadrunner.logging import (
+    LOGGER_TWINS,
+    LOGGING_CONFIG,
+    TRACE_LOG_LEVEL,
+    route_loggers,
+    unconfigured_loggers,
+    unroute_loggers,
+)
 
 __all__ = ["AppImportError", "ASGI2Middleware", "Config", "ConfigError", "import_from_string"]
 
@@ -437,8 +444,10 @@ class Config:
         load_dotenv(dotenv_path=env_file)
 
     def configure_logging(self) -> None:
-        """Apply --log-config (dict, .json, .yaml or .ini), --log-level and --access-log."""
+        """Apply --log-config (dict, .json, .yaml or .ini), --log-level and --access-log; then
+        roadrunner's loggers that the config left alone log through uvicorn's (see logging.py)."""
         logging.addLevelName(TRACE_LOG_LEVEL, "TRACE")
+        unroute_loggers()
         if self.log_config is not None:
             if isinstance(self.log_config, dict):
                 config = json.loads(json.dumps(self.log_config))
@@ -456,13 +465,22 @@ class Config:
                     logging.config.dictConfig(yaml.safe_load(file))
             else:
                 logging.config.fileConfig(self.log_config, disable_existing_loggers=False)
+        unconfigured = unconfigured_loggers()
         if self.log_level is not None:
             level = (
                 LOG_LEVELS[self.log_level.lower()] if isinstance(self.log_level, str)
                 else self.log_level
             )
-            for name in ("roadrunner", "roadrunner.error", "roadrunner.access", "roadrunner.asgi"):
+            # uvicorn's names, as uvicorn; roadrunner's only where a config set them up (the
+            # others take their twin's level, and an explicit level would claim them next time).
+            own = [name for name, _ in LOGGER_TWINS if name not in unconfigured]
+            for name in ("uvicorn.error", "uvicorn.access", "uvicorn.asgi", *own):
                 logging.getLogger(name).setLevel(level)
+        if self.access_log is False:
+            # As uvicorn: --no-access-log also silences the uvicorn.access logger.
+            logging.getLogger("uvicorn.access").handlers = []
+            logging.getLogger("uvicorn.access").propagate = False
+        route_loggers(unconfigured)
 
     # -- loading ---------------------------------------------------------------------------------
 
