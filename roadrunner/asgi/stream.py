@@ -13,6 +13,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any, Protocol
 
+from roadrunner.asgi.errors import ClientDisconnected, caused_by_disconnect
 from roadrunner.asgi.validation import (
     InvalidMessage,
     validate_early_hint,
@@ -68,7 +69,7 @@ class HTTPStream:
         "scope", "transport", "state", "access_log", "body", "more_body", "disconnected",
         "response_started", "response_complete", "expect_continue", "wants_trailers",
         "expects_trailers", "status", "waiter", "head_request", "task", "paused",
-        "body_ended", "trailers", "keep_alive", "app_called",
+        "body_ended", "trailers", "keep_alive", "app_called", "request_delivered",
     )
 
     def __init__(
@@ -101,6 +102,7 @@ class HTTPStream:
         self.trailers: Headers = []
         self.keep_alive = True  # h1: the request allows reusing the connection
         self.app_called = False
+        self.request_delivered = False  # receive() has returned the last http.request
 
     # -- events from the connection --------------------------------------------------------------
 
@@ -136,6 +138,12 @@ class HTTPStream:
                 # The client went away and the connection cancelled the app: nothing to answer.
                 self.transport.abort()
                 raise
+            if self.disconnected and isinstance(exc, Exception) and caused_by_disconnect(exc):
+                # send() raised ClientDisconnected and the app let it (or its framework's
+                # rewrap) out: the expected end of a response nobody reads any more.
+                # The connection already dealt with the disconnect (or is answering 413).
+                logger.debug("ASGI application stopped after the client disconnected: %r", exc)
+                return
             msg = "Exception in ASGI application\n"
             logger.error(msg, exc_info=exc)
             if not self.response_started:
@@ -182,7 +190,15 @@ class HTTPStream:
             # RFC 9110 §10.1.1: 100 Continue only once the app asks for the body.
             self.expect_continue = False
             self.transport.write_informational(100, [])
-        if not self.disconnected and not self.response_complete and self.more_body and not self.body:
+        # Wait while there is nothing to hand over: no body yet, or the whole request already
+        # delivered. After the last http.request, receive() blocks until the client goes or
+        # the response is complete, then says http.disconnect (uvicorn; ASGI HTTP spec,
+        # "Disconnected Client"): answering at once would make a disconnect watcher spin.
+        while (
+            not self.disconnected
+            and not self.response_complete
+            and (self.request_delivered or (self.more_body and not self.body))
+        ):
             if self.paused:
                 self.paused = False
                 self.transport.resume_reading()
@@ -200,13 +216,16 @@ class HTTPStream:
             self.transport.resume_reading()
         if body:
             self.transport.body_consumed(len(body))
-        return {"type": "http.request", "body": body, "more_body": self.more_body}
+        more_body = self.more_body
+        if not more_body:
+            self.request_delivered = True
+        return {"type": "http.request", "body": body, "more_body": more_body}
 
     async def send(self, message: dict[str, Any]) -> None:
         message_type = message["type"]
         if self.disconnected:
-            # uvicorn-compatible: sending to a gone client is a silent no-op.
-            return
+            # ASGI spec 2.4+ (we advertise 2.5): send() to a gone client raises an OSError.
+            raise ClientDisconnected("client disconnected")
         if not self.response_started:
             if message_type == "http.response.start":
                 self.start_response(message)
@@ -257,6 +276,8 @@ class HTTPStream:
         if more_body:
             self.transport.write_body(body, False)
             await self.transport.drain()
+            if self.disconnected:
+                raise ClientDisconnected("client disconnected while the response was sent")
         else:
             self.end_body(body)
 

@@ -33,6 +33,7 @@ from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opc
 from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import LocalProtocolError, split_comma_header
 
+from roadrunner.asgi.errors import ClientDisconnected, caused_by_disconnect
 from roadrunner.asgi.validation import InvalidMessage, validate_response_start
 from roadrunner.asgi.websocket_fastpath import encode_frame, parse_frames, wsproto_idle
 from roadrunner.logging import format_client, request_target
@@ -52,10 +53,6 @@ HANDSHAKE_HEADERS = frozenset(
     {b"sec-websocket-accept", b"sec-websocket-extensions", b"sec-websocket-protocol",
      b"upgrade", b"connection", b"content-length", b"transfer-encoding"}
 )
-
-
-class ClientDisconnected(OSError):
-    """ASGI: send() on a WebSocket whose connection is already closed."""
 
 
 class WebSocketTransport(Protocol):
@@ -476,6 +473,10 @@ class WebSocketStream:
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError) and self.phase is Phase.CLOSED:
                 raise
+            if isinstance(exc, Exception) and caused_by_disconnect(exc):
+                # The app let our ClientDisconnected out (uvicorn: silent); closed already.
+                self.fail_app(1011)
+                return
             logger.error("Exception in ASGI application\n", exc_info=exc)
             self.fail_app(1011)
             if not isinstance(exc, Exception):

@@ -398,13 +398,16 @@ def test_send_after_complete_raises_and_response_stands(http: str) -> None:
 
 
 def test_client_disconnect_gives_http_disconnect(http: str) -> None:
-    got: list[dict[str, Any]] = []
+    got: list[Any] = []
     done = threading.Event()
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         got.append(await receive())
         got.append(await receive())
-        await send({"type": "http.response.start", "status": 200, "headers": []})  # a no-op now
+        try:  # ASGI spec 2.4+: send() to a gone client raises an OSError subclass
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        except OSError as exc:
+            got.append(exc)
         done.set()
 
     with run_server(app, http=http) as server:
@@ -414,6 +417,7 @@ def test_client_disconnect_gives_http_disconnect(http: str) -> None:
         assert done.wait(5)
     assert got[0] == {"type": "http.request", "body": b"01234", "more_body": True}
     assert got[1] == {"type": "http.disconnect"}
+    assert isinstance(got[2], OSError)
 
 
 def test_request_body_backpressure(http: str) -> None:
