@@ -15,6 +15,17 @@ DJANGO_SETTINGS = "tests.frameworks.apps.django_site.settings"
 DJANGO_ADMIN = ("admin", "framework-tier-password")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report carries the last log lines of the servers of its module."""
+    outcome = yield
+    report = outcome.get_result()
+    launcher = getattr(item, "funcargs", {}).get("launch")
+    if report.failed and isinstance(launcher, Launcher):
+        for served in launcher.running.values():
+            report.sections.append((f"{served.label} output", "\n".join(served.process.lines[-30:])))
+
+
 @pytest.fixture(scope="module")
 def launch() -> Iterator[Launcher]:
     launcher = Launcher()

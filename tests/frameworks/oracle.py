@@ -44,6 +44,10 @@ class Served:
     def label(self) -> str:
         return f"{self.server}/{self.protocol}"
 
+    @property
+    def http_version(self) -> str:
+        return "HTTP/2" if self.protocol == "h2" else "HTTP/1.1"
+
     def client(self, **kwargs: Any) -> httpx.Client:
         """h1, or h2c with prior knowledge (RFC 9113 §3.3) on an h2 server."""
         h2 = self.protocol == "h2"
@@ -159,6 +163,7 @@ def both(rr: Served, uv: Served, method: str, path: str, **kwargs: Any) -> tuple
     for served in (rr, uv):
         with served.client() as client:
             answers.append(client.request(method, path, **kwargs))
+        assert answers[-1].http_version == served.http_version, served.label
     return answers[0], answers[1]
 
 
@@ -167,6 +172,7 @@ def timed_chunks(served: Served, path: str) -> tuple[httpx.Response, list[tuple[
     with served.client() as client, client.stream("GET", path) as response:
         began = time.monotonic()
         chunks = [(time.monotonic() - began, chunk) for chunk in response.iter_raw()]
+    assert response.http_version == served.http_version, served.label
     return response, chunks
 
 
