@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import logging
 import os
 import random
@@ -18,7 +20,9 @@ from typing import Any, Protocol
 
 from roadrunner.config import AppImportError, Config, ConfigError
 from roadrunner.lifespan import lifespan_for
+from roadrunner.loops import asyncio_run, get_loop_factory, setup_event_loop
 
+__all__ = ["STARTUP_FAILURE", "Server", "ServerState", "setup_event_loop"]
 logger = logging.getLogger("roadrunner.error")
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -26,6 +30,9 @@ STARTUP_FAILURE = 3
 # How long shutdown waits for adopted connections to be set up (a TLS handshake) before it
 # tells every connection to drain; one set up later drains from connection_made.
 ADOPT_TIMEOUT = 1.0
+# Past the graceful timeout: how long cancelled requests get to send their 500 (or close)
+# before the connections still open are aborted.
+CANCEL_GRACE = 1.0
 H1_FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 
 
@@ -53,6 +60,8 @@ class ServerState:
         # callback per loop pass flushes those still waiting (not one callback per response).
         self.held_heads: list[Any] = []
         self.draining = False  # graceful shutdown has begun
+        # --reset-contextvars: each request's app runs in a fresh contextvars.Context.
+        self.reset_contextvars = False
 
     def start_task(
         self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None], self_removing: bool = False
@@ -62,7 +71,15 @@ class ServerState:
         A `self_removing` coroutine discards its task from `tasks` itself when it ends (saving a
         done-callback per request); whoever cancels such a task before it starts discards it.
         """
-        task = loop.create_task(coro)
+        if self.reset_contextvars:
+            # As uvicorn, the opt-in workaround for https://github.com/python/cpython/issues/140947
+            # (asyncio can leak context vars between tasks); hides context set in the lifespan.
+            if sys.version_info >= (3, 11):
+                task = loop.create_task(coro, context=contextvars.Context())
+            else:
+                task = contextvars.Context().run(loop.create_task, coro)
+        else:
+            task = loop.create_task(coro)
         self.tasks.add(task)
         if not self_removing:
             task.add_done_callback(self.tasks.discard)
@@ -89,6 +106,7 @@ class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.server_state = ServerState()
+        self.server_state.reset_contextvars = config.reset_contextvars
         self.started = False
         self.should_exit = False
         self.force_exit = False
@@ -100,13 +118,18 @@ class Server:
         self.listener_factory: Callable[[], asyncio.Protocol] | None = None
         self.listener_ssl: Any = None
         self.h3_port: int | None = None  # UDP port serving HTTP/3, advertised with Alt-Svc
-        self.max_requests: int | None = None
+
+    @functools.cached_property
+    def limit_max_requests(self) -> int | None:
+        """uvicorn's: --limit-max-requests plus a random 0..--limit-max-requests-jitter."""
+        if self.config.limit_max_requests is None:
+            return None
+        return self.config.limit_max_requests + random.randint(0, max(self.config.limit_max_requests_jitter, 0))
 
     # -- entry points ----------------------------------------------------------------------------
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
-        setup_event_loop(self.config.loop)
-        asyncio.run(self.serve(sockets=sockets))
+        asyncio_run(self.serve(sockets=sockets), loop_factory=get_loop_factory(self.config.loop))
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         with self.capture_signals():
@@ -173,9 +196,6 @@ class Server:
         if sockets is None:
             self.log_started(listeners)
         self.started = True
-        limit = config.limit_max_requests
-        if limit is not None:
-            self.max_requests = limit + random.randint(0, max(config.limit_max_requests_jitter, 0))
 
     def protocol_factory(self, loop: asyncio.AbstractEventLoop) -> Callable[[], asyncio.Protocol]:
         """The connection protocol for each accepted TCP connection."""
@@ -248,8 +268,9 @@ class Server:
                 await callback()
         if self.should_exit:
             return True
-        if self.max_requests is not None and self.server_state.total_requests >= self.max_requests:
-            logger.warning("Maximum request limit of %d exceeded. Terminating process.", self.max_requests)
+        max_requests = self.limit_max_requests
+        if max_requests is not None and self.server_state.total_requests >= max_requests:
+            logger.warning("Maximum request limit of %d exceeded. Terminating process.", max_requests)
             return True
         return False
 
@@ -274,21 +295,36 @@ class Server:
         try:
             await asyncio.wait_for(self.wait_for_drain(), timeout=timeout)
         except asyncio.TimeoutError:
-            logger.error(
-                "Cancel %s running task(s), timeout graceful shutdown exceeded",
-                len(self.server_state.tasks),
-            )
-            for task in self.server_state.tasks:
-                task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
-            for connection in list(self.server_state.connections):
-                transport = getattr(connection, "transport", None)
-                if transport is not None:
-                    transport.abort()
+            await self.cancel_tasks()
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 0.5)
         if not self.force_exit:
             await self.lifespan.shutdown()
+
+    async def cancel_tasks(self) -> None:
+        """The graceful timeout expired: cancel the apps, let them answer, then drop the rest.
+
+        As under uvicorn, a cancelled request whose response had not started is answered 500
+        with Connection: close, and one cancelled mid-response has its connection closed
+        (HTTPStream.run). Those last writes get CANCEL_GRACE to be flushed; only connections
+        still open after it are aborted.
+        """
+        state = self.server_state
+        tasks = list(state.tasks)
+        logger.error("Cancel %s running task(s), timeout graceful shutdown exceeded", len(tasks))
+        for task in tasks:
+            task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CANCEL_GRACE
+        if tasks:
+            await asyncio.wait(tasks, timeout=CANCEL_GRACE)
+        while state.connections and loop.time() < deadline and not self.force_exit:
+            await asyncio.sleep(0.01)
+        for connection in list(state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
 
     def adopt_queued_connections(self) -> list[asyncio.Task[Any]]:
         """Accept what the kernel has queued on our listeners, just before they close.
@@ -353,15 +389,3 @@ class Server:
             self.force_exit = True
         else:
             self.should_exit = True
-
-
-def setup_event_loop(loop: str) -> None:
-    """--loop: uvloop when available (auto), or plain asyncio."""
-    if loop in ("auto", "uvloop"):
-        try:
-            import uvloop
-        except ImportError:
-            if loop == "uvloop":
-                raise ConfigError("--loop uvloop requested but uvloop is not installed.") from None
-            return
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

@@ -44,6 +44,8 @@ def validate(config: Config) -> None:
     """The process-model limits: one clear message for a value that cannot work."""
     if config.timeout_worker_healthcheck <= 0:
         raise ConfigError("--timeout-worker-healthcheck must be positive.")
+    if config.timeout_worker_shutdown <= 0:
+        raise ConfigError("--timeout-worker-shutdown must be positive.")
     if config.limit_worker_memory is not None and config.limit_worker_memory <= 0:
         raise ConfigError("--limit-worker-memory must be a positive number of MB.")
 
@@ -101,7 +103,8 @@ class WorkerProcess:
     ready: bool = False
     stopping: bool = False  # the master asked it to stop (SIGTERM); not replaced as a crash
     recycling: bool = False  # asked to be replaced; stopped once another worker is ready
-    kill_at: float | None = None
+    kill_at: float | None = None  # stopping: SIGKILL at this time if still running
+    kill_reason: str = ""
 
 
 @dataclass
@@ -345,13 +348,23 @@ class Supervisor:
             pass
 
     def stop(self, worker: WorkerProcess) -> None:
-        """Ask a worker to drain (SIGTERM); SIGKILL it if it outlives the graceful timeout."""
+        """Ask a worker to drain (SIGTERM); SIGKILL it if it outlives its shutdown deadline.
+
+        The deadline is --timeout-graceful-shutdown + KILL_GRACE (the worker cancels its
+        requests at the timeout and needs a moment to answer them and run lifespan shutdown),
+        or --timeout-worker-shutdown without one: a stuck app (or a blocked event loop) can
+        hold neither a shutdown, a rolling restart nor a recycle forever.
+        """
         if worker.stopping:
             return
         worker.stopping = True
         timeout = self.config.timeout_graceful_shutdown
         if timeout is not None:
             worker.kill_at = time.monotonic() + timeout + KILL_GRACE
+            worker.kill_reason = f"--timeout-graceful-shutdown {timeout:g} + {KILL_GRACE:g} s"
+        else:
+            worker.kill_at = time.monotonic() + self.config.timeout_worker_shutdown
+            worker.kill_reason = f"--timeout-worker-shutdown {self.config.timeout_worker_shutdown:g} s"
         self.signal(worker, signal.SIGTERM)
 
     def kill(self, worker: WorkerProcess) -> None:
@@ -364,12 +377,19 @@ class Supervisor:
         limit = self.config.timeout_worker_healthcheck
         for worker in list(self.workers.values()):
             if worker.kill_at is not None and now >= worker.kill_at:
-                logger.warning("Worker [%d] did not stop in time; killing it.", worker.pid)
+                logger.warning(
+                    "Worker [%d] did not stop in time (%s); killing it (SIGKILL).",
+                    worker.pid, worker.kill_reason,
+                )
                 self.kill(worker)
             elif worker.ready and now - worker.last_beat > limit:
+                # Also while stopping: a blocked loop finishes nothing, so waiting out the
+                # stop deadline would only delay the kill. A stopping worker is not replaced
+                # (its replacement, if any, was started when it was asked to stop).
                 logger.error(
                     "Worker [%d] sent no heartbeat for %.1f s (--timeout-worker-healthcheck %s); "
-                    "killing and replacing it.", worker.pid, now - worker.last_beat, limit,
+                    "killing %s.", worker.pid, now - worker.last_beat, limit,
+                    "it" if worker.stopping or self.shutting_down else "and replacing it",
                 )
                 worker.last_beat = now
                 self.kill(worker)

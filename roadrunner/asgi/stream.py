@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
 
 from roadrunner.asgi.errors import ClientDisconnected, caused_by_disconnect
@@ -32,6 +33,9 @@ access_logger = logging.getLogger("roadrunner.access")
 # Pause reading a request body once this much is buffered and not yet received by the app.
 BODY_HIGH_WATER = 65536
 PATHSEND_CHUNK = 65536
+# A response streamed from memory to a client that keeps up never has to wait for the socket:
+# after this long without a suspension, send() yields once, so other connections are served.
+SEND_SLICE = 0.001
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -70,6 +74,7 @@ class HTTPStream:
         "response_started", "response_complete", "expect_continue", "wants_trailers",
         "expects_trailers", "status", "waiter", "head_request", "task", "paused",
         "body_ended", "trailers", "keep_alive", "app_called", "request_delivered",
+        "slice_start",
     )
 
     def __init__(
@@ -103,6 +108,7 @@ class HTTPStream:
         self.keep_alive = True  # h1: the request allows reusing the connection
         self.app_called = False
         self.request_delivered = False  # receive() has returned the last http.request
+        self.slice_start = 0.0  # when send() last yielded to the loop
 
     # -- events from the connection --------------------------------------------------------------
 
@@ -278,6 +284,12 @@ class HTTPStream:
             await self.transport.drain()
             if self.disconnected:
                 raise ClientDisconnected("client disconnected while the response was sent")
+            now = monotonic()
+            if now - self.slice_start >= SEND_SLICE:
+                await asyncio.sleep(0)  # fairness: a busy stream cannot hold the loop
+                self.slice_start = monotonic()
+                if self.disconnected:
+                    raise ClientDisconnected("client disconnected while the response was sent")
         else:
             self.end_body(body)
 

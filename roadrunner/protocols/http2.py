@@ -66,6 +66,8 @@ HOP_BY_HOP = frozenset(
 # Decoded header lists above this many times the advertised limit are treated as an HPACK bomb:
 # the whole connection goes (ENHANCE_YOUR_CALM) instead of a 431 for the stream.
 HEADER_BOMB_FACTOR = 4
+# Encoded DATA bytes held in h2's outbound buffer before they are written out at once.
+FLUSH_HIGH_WATER = 65536
 STATUS = {status: str(status).encode() for status in range(100, 600)}
 
 # -- request header checks (h2's own inbound validation is off: one pass here is cheaper) --------
@@ -489,6 +491,7 @@ class Http2Connection(asyncio.Protocol):
         self.dead = False
         self.last_stream_id = 0
         self.flush_handle: asyncio.Handle | None = None
+        self.unflushed = 0  # DATA bytes queued in h2 since the last flush
         self.preface_timer: asyncio.TimerHandle | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
         self.idle_since = 0.0  # loop time the connection last became idle (no streams)
@@ -977,6 +980,7 @@ class Http2Connection(asyncio.Protocol):
                 last = size == len(pending) and stream.pending_end and stream.pending_trailers is None
                 h2.send_data(stream_id, bytes(pending[:size]), end_stream=last)
                 del pending[:size]
+                self.unflushed += size
                 if last:
                     stream.end_sent = True
             if not pending and stream.pending_end and not stream.end_sent:
@@ -988,7 +992,12 @@ class Http2Connection(asyncio.Protocol):
         except (StreamClosedError, ProtocolError):
             stream.closed = True
             self.drop(stream)
-        self.schedule_flush()
+        if self.unflushed >= FLUSH_HIGH_WATER:
+            # Bytes reach the socket as they are produced, so the transport's high-water mark
+            # (pause_writing) holds the app back instead of h2's unbounded outbound buffer.
+            self.flush()
+        else:
+            self.schedule_flush()
         if not pending:
             stream.wake()
         if stream.end_sent:
@@ -1055,7 +1064,10 @@ class Http2Connection(asyncio.Protocol):
             self.flush_handle = self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        self.flush_handle = None
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()  # a no-op when flush() is that handle
+            self.flush_handle = None
+        self.unflushed = 0
         data = self.h2.data_to_send()
         if data and not self.transport.is_closing():
             self.transport.write(data)

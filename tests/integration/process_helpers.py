@@ -43,6 +43,12 @@ async def app(scope, receive, send):
     if path == "/slow":
         print(f"slow-started {os.getpid()}", flush=True)
         await asyncio.sleep(float(scope["query_string"] or 1))
+    elif path == "/stall":  # starts a 10-byte answer, sends half of it, then waits
+        print(f"slow-started {os.getpid()}", flush=True)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"10")]})
+        await send({"type": "http.response.body", "body": b"start", "more_body": True})
+        await asyncio.sleep(60)
     elif path == "/block":
         time.sleep(60)  # blocks the event loop: the heartbeat stops
     elif path == "/grow":
@@ -138,9 +144,14 @@ class Process:
 
 
 @contextlib.contextmanager
-def roadrunner(app: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> Iterator[Process]:
-    """`python -m roadrunner APP --port 0 ARGS` in `cwd`; killed at the end if still running."""
-    argv = [sys.executable, "-m", "roadrunner", app, "--port", "0", *args]
+def roadrunner(
+    app: str, *args: str, cwd: Path, env: dict[str, str] | None = None, module: str = "roadrunner"
+) -> Iterator[Process]:
+    """`python -m roadrunner APP --port 0 ARGS` in `cwd`; killed at the end if still running.
+
+    `module="uvicorn"` runs the reference server the same way, for side-by-side tests.
+    """
+    argv = [sys.executable, "-m", module, app, "--port", "0", *args]
     process = Process(argv, cwd, env)
     try:
         yield process

@@ -337,6 +337,7 @@ def test_bind_failure_exits_3(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("flag", "value", "message"), [
     ("--timeout-worker-healthcheck", "0", "--timeout-worker-healthcheck must be positive"),
     ("--limit-worker-memory", "-5", "--limit-worker-memory must be a positive number of MB"),
+    ("--timeout-worker-shutdown", "0", "--timeout-worker-shutdown must be positive"),
 ])
 def test_invalid_process_limits_exit_3(tmp_path: Path, flag: str, value: str, message: str) -> None:
     app = write_app(tmp_path)
@@ -367,3 +368,72 @@ def test_preload_import_error_exits_3_before_forking(tmp_path: Path) -> None:
         assert master.wait() == 3
     assert master.count(r'Could not import module "missing_module"') == 1
     assert master.count("Started server process") == 0
+
+
+def stop_with_a_blocked_worker(tmp_path: Path, *args: str) -> tuple[Process, int, float, int]:
+    """Two workers, one blocked in its app (time.sleep: not even its timers run); SIGTERM to the
+    master. Returns the master, the blocked worker's pid, how long the tree took, its exit code."""
+    app = write_app(tmp_path)
+    with roadrunner(app, "--workers", "2", *args, cwd=tmp_path) as master:
+        master.wait_for(READY.format(n=2))
+        with socket.create_connection(("127.0.0.1", master.port)) as blocker:
+            blocker.sendall(b"GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.5)  # the request reached its worker: that loop is blocked
+            master.signal(signal.SIGTERM)
+            began = time.monotonic()
+            code = master.wait(timeout=20)
+            took = time.monotonic() - began
+        match = master.wait_for(r"Worker \[(\d+)\] stopped \(signal SIGKILL\)")[0]
+    return master, int(match.group(1)), took, code
+
+
+def test_worker_outliving_the_graceful_timeout_is_killed(tmp_path: Path) -> None:
+    # A long healthcheck leaves the stop deadline (timeout + 3 s) to end the blocked worker.
+    args = ["--timeout-graceful-shutdown", "1", "--timeout-worker-healthcheck", "60"]
+    master, stuck, took, code = stop_with_a_blocked_worker(tmp_path, *args)
+    assert 1 + 3 <= took < 1 + 3 + 3
+    assert code == 0
+    assert master.count(
+        rf"Worker \[{stuck}\] did not stop in time \(--timeout-graceful-shutdown 1 \+ 3 s\); "
+        r"killing it \(SIGKILL\)"
+    ) == 1
+    assert not pid_alive(stuck)
+
+
+def test_without_graceful_timeout_timeout_worker_shutdown_bounds_the_stop(tmp_path: Path) -> None:
+    args = ["--timeout-worker-shutdown", "2", "--timeout-worker-healthcheck", "60"]
+    master, stuck, took, code = stop_with_a_blocked_worker(tmp_path, *args)
+    assert 2 <= took < 2 + 3
+    assert code == 0
+    assert master.count(
+        rf"Worker \[{stuck}\] did not stop in time \(--timeout-worker-shutdown 2 s\); killing it"
+    ) == 1
+    assert not pid_alive(stuck)
+
+
+def test_healthcheck_kills_a_blocked_stopping_worker_without_replacing_it(tmp_path: Path) -> None:
+    """The healthcheck does not wait out a stop deadline a blocked loop cannot meet, and during
+    shutdown it does not start a replacement."""
+    args = ["--timeout-graceful-shutdown", "30", "--timeout-worker-healthcheck", "1"]
+    master, stuck, took, code = stop_with_a_blocked_worker(tmp_path, *args)
+    assert took < 1 + 3
+    assert code == 0
+    assert master.count(rf"Worker \[{stuck}\] sent no heartbeat for [\d.]+ s .*; killing it\.$") == 1
+    assert master.count(r"Started server process") == 2
+
+
+def test_sighup_rolling_restart_is_not_held_by_a_stuck_request(tmp_path: Path) -> None:
+    """The old worker keeps beating but its request never ends (no --timeout-graceful-shutdown):
+    --timeout-worker-shutdown ends it, and the rolling restart completes."""
+    app = write_app(tmp_path)
+    args = ["--workers", "2", "--timeout-worker-shutdown", "2"]
+    with roadrunner(app, *args, cwd=tmp_path) as master:
+        master.wait_for(READY.format(n=2))
+        with socket.create_connection(("127.0.0.1", master.port)) as stuck:
+            stuck.sendall(b"GET /slow?3600 HTTP/1.1\r\nHost: x\r\n\r\n")
+            old = int(master.wait_for(r"slow-started (\d+)")[0].group(1))
+            master.signal(signal.SIGHUP)
+            master.wait_for(r"Rolling restart complete", timeout=2 + 10)
+        assert master.count(rf"Worker \[{old}\] did not stop in time") == 1
+        assert master.count(rf"Worker \[{old}\] stopped \(signal SIGKILL\)") == 1
+        assert get_pid(master.port) != old
