@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import queue
 import re
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -22,12 +23,15 @@ grpc = pytest.importorskip("grpc")
 from connectrpc.code import Code  # noqa: E402
 from connectrpc.errors import ConnectError  # noqa: E402
 from connectrpc.protocol import ProtocolType  # noqa: E402
+from hyperframe.frame import HeadersFrame  # noqa: E402
 from pyqwest import HTTPVersion, SyncClient, SyncHTTPTransport  # noqa: E402
 
 from tests.frameworks.grpc_app import echo_pb2 as pb  # noqa: E402
 from tests.frameworks.grpc_app import echo_pb2_grpc  # noqa: E402
 from tests.frameworks.grpc_app.echo_connect import EchoClientSync  # noqa: E402
 from tests.integration.process_helpers import roadrunner  # noqa: E402
+from tests.integration.test_http2_grpc import stream_frames  # noqa: E402
+from tests.integration.test_http2_support import RawH2, request_headers  # noqa: E402
 
 APP = "tests.frameworks.grpc_app.service:app"
 MiB = 1024 * 1024
@@ -220,3 +224,22 @@ def test_connectrpc_client_over_http11(connect_client: EchoClientSync) -> None:
         connect_client.fail(pb.Msg(text="x"))
     assert info.value.code == Code.NOT_FOUND
     assert info.value.message == "no such thing: x"
+
+
+# -- the wire ------------------------------------------------------------------------------------
+
+
+def test_connectrpc_trailers_only_error_is_one_headers_frame(target: Target) -> None:
+    """connectrpc answers an error found before the call starts (here a malformed grpc-timeout)
+    Trailers-Only: gRPC's PROTOCOL-HTTP2.md wants it as one HEADERS frame with END_STREAM."""
+    context = None
+    if target.ca is not None:
+        context = ssl.create_default_context(cadata=target.ca.decode())
+    port = int(target.url.rsplit(":", 1)[1])
+    with RawH2(port, tls=context) as client:
+        headers = request_headers(b"/roadrunner.echo.Echo/Unary", b"POST", te=b"trailers",
+                                  content_type=b"application/grpc", grpc_timeout=b"1x")
+        client.request(1, headers, body=b"\0" * 5)
+        frames = stream_frames(client, 1)
+    assert [type(f) for f in frames] == [HeadersFrame], frames
+    assert (b"grpc-status", b"3") in frames[0].decoded  # INVALID_ARGUMENT
