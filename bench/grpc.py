@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.process import free_port
+from bench.procstat import tree_usage
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = "tests.frameworks.grpc_app.service:app"
@@ -38,7 +39,8 @@ def server_argv(server: str, port: int) -> list[str]:
     if server == "hypercorn":
         return [sys.executable, "-m", "hypercorn", APP, "--bind", bind, "--log-level", "warning"]
     if server == "pyvoy":
-        return [sys.executable, "-m", "pyvoy", APP, "--port", str(port)]
+        return [str(Path(sys.executable).parent / "pyvoy"), APP, "--port", str(port),
+                "--log-level", "warning"]
     raise SystemExit(f"unknown server {server}")
 
 
@@ -55,7 +57,7 @@ def ping_once(sock: socket.socket) -> float:
 
 
 @contextmanager
-def running(server: str) -> Iterator[int]:
+def running(server: str) -> Iterator[tuple[int, int]]:
     port = free_port("127.0.0.1")
     proc = subprocess.Popen(["taskset", "-c", "0", *server_argv(server, port)], cwd=ROOT,
                             start_new_session=True)
@@ -70,7 +72,7 @@ def running(server: str) -> Iterator[int]:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise SystemExit(f"{server} did not start") from None
                 time.sleep(0.1)
-        yield port
+        yield port, proc.pid
     finally:
         proc.terminate()
         try:
@@ -97,18 +99,23 @@ def probe(port: int, interval: float) -> None:
     """Ping until stdin closes; print the round trips (ms) as JSON."""
     stop = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
-    samples = []
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        while not stop.is_set():
-            samples.append(ping_once(sock) * 1000)
-            time.sleep(interval)
-    print(json.dumps(samples))
+    samples: list[float] = []
+    reconnects = 0
+    while not stop.is_set():
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            try:
+                while not stop.is_set():
+                    samples.append(ping_once(sock) * 1000)
+                    time.sleep(interval)
+            except ConnectionError:
+                reconnects += 1  # the server closed the keep-alive connection: a new one
+    print(json.dumps({"samples": samples, "reconnects": reconnects}))
 
 
 def latency(server: str, messages: int) -> dict[str, float]:
     from tests.frameworks.grpc_app import echo_pb2 as pb
 
-    with running(server) as port:
+    with running(server) as (port, _):
         chan, stub = channel(port)
         firsts = []
         for _ in range(50):
@@ -130,14 +137,15 @@ def latency(server: str, messages: int) -> dict[str, float]:
         received = sum(1 for _ in stub.ServerStream(pb.StreamRequest(count=messages)))
         elapsed = time.perf_counter() - start
         out, _ = prober.communicate("", timeout=30)
-        pings = json.loads(out)
+        probed = json.loads(out)
+        pings = probed["samples"]
         chan.close()
     assert received == messages, received
     return {
         "first_message_ms_p50": percentile(firsts, 0.5), "first_message_ms_max": max(firsts),
         "first_message_cold_ms": cold, "stream_messages": messages,
         "stream_seconds": elapsed, "stream_messages_per_s": messages / elapsed,
-        "pings": len(pings), "ping_ms_p50": percentile(pings, 0.5),
+        "pings": len(pings), "ping_reconnects": probed["reconnects"], "ping_ms_p50": percentile(pings, 0.5),
         "ping_ms_p99": percentile(pings, 0.99), "ping_ms_max": max(pings),
     }
 
@@ -145,31 +153,35 @@ def latency(server: str, messages: int) -> dict[str, float]:
 def throughput(server: str, seconds: float) -> dict[str, float]:
     from tests.frameworks.grpc_app import echo_pb2 as pb
 
-    with running(server) as port:
+    with running(server) as (port, pid):
         chan, stub = channel(port)
         request = pb.Msg(n=1, text="hello")
         for _ in range(200):
             stub.Unary(request)  # warm up
         calls, deadline = 0, time.perf_counter() + seconds
-        start = time.perf_counter()
+        cpu, start = tree_usage(pid).cpu_seconds, time.perf_counter()
         in_flight = [stub.Unary.future(request) for _ in range(32)]
         while in_flight:
             in_flight.pop(0).result()
             calls += 1
             if time.perf_counter() < deadline:
                 in_flight.append(stub.Unary.future(request))
-        unary = calls / (time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        unary, unary_cpu = calls / elapsed, (tree_usage(pid).cpu_seconds - cpu) / elapsed
         count = 0
-        start = time.perf_counter()
+        cpu, start = tree_usage(pid).cpu_seconds, time.perf_counter()
         call = stub.ServerStream(pb.StreamRequest(count=10**8, size=16))
         for _ in call:
             count += 1
             if count % 1000 == 0 and time.perf_counter() - start > seconds:
                 break
-        stream = count / (time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        stream, stream_cpu = count / elapsed, (tree_usage(pid).cpu_seconds - cpu) / elapsed
         call.cancel()
         chan.close()
-    return {"grpc_unary_calls_per_s": unary, "grpc_stream_messages_per_s": stream}
+    # *_server_cpu: the server's CPU seconds per second (1.0 = its core saturated).
+    return {"grpc_unary_calls_per_s": unary, "grpc_unary_server_cpu": unary_cpu,
+            "grpc_stream_messages_per_s": stream, "grpc_stream_server_cpu": stream_cpu}
 
 
 def main() -> None:
@@ -184,8 +196,12 @@ def main() -> None:
         probe(args.port, 0.01)
         return
     os.sched_setaffinity(0, {1})  # the client's core
-    result = latency(args.server, args.messages) if args.mode == "latency" else throughput(
-        args.server, args.seconds)
+    try:
+        result = latency(args.server, args.messages) if args.mode == "latency" else throughput(
+            args.server, args.seconds)
+    except Exception as exc:  # noqa: BLE001 - a server that fails the scenario is a result too
+        print(json.dumps({"server": args.server, "failed": repr(exc)[:300]}, indent=1))
+        raise SystemExit(1) from None
     print(json.dumps({"server": args.server, **{k: round(v, 2) for k, v in result.items()}},
                      indent=1))
 
