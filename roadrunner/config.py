@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import logging
 import logging.config
 import os
@@ -24,27 +23,14 @@ from roadrunner.importer import (
     load_app,
     wsgi_middleware,
 )
-from roadrunner.logging import (
-    LOGGER_TWINS,
-    LOGGING_CONFIG,
-    TRACE_LOG_LEVEL,
-    route_loggers,
-    unconfigured_loggers,
-    unroute_loggers,
-)
+from roadrunner.logging import LOG_LEVELS, LOGGING_CONFIG, configure_logging
 
-__all__ = ["AppImportError", "ASGI2Middleware", "Config", "ConfigError", "import_from_string"]
+__all__ = [
+    "AppImportError", "ASGI2Middleware", "Config", "ConfigError", "LOG_LEVELS", "import_from_string",
+]
 
 logger = logging.getLogger("roadrunner.error")
 
-LOG_LEVELS: dict[str, int] = {
-    "critical": logging.CRITICAL,
-    "error": logging.ERROR,
-    "warning": logging.WARNING,
-    "info": logging.INFO,
-    "debug": logging.DEBUG,
-    "trace": TRACE_LOG_LEVEL,
-}
 # uvicorn 0.54's sets; --loop also takes a "module:attribute" loop factory.
 LOOP_CHOICES = ("none", "auto", "asyncio", "uvloop", "zuvloop")
 HTTP_CHOICES = ("auto", "h11", "httptools", "zttp")
@@ -444,43 +430,8 @@ class Config:
         load_dotenv(dotenv_path=env_file)
 
     def configure_logging(self) -> None:
-        """Apply --log-config (dict, .json, .yaml or .ini), --log-level and --access-log; then
-        roadrunner's loggers that the config left alone log through uvicorn's (see logging.py)."""
-        logging.addLevelName(TRACE_LOG_LEVEL, "TRACE")
-        unroute_loggers()
-        if self.log_config is not None:
-            if isinstance(self.log_config, dict):
-                config = json.loads(json.dumps(self.log_config))
-                if self.use_colors in (True, False):
-                    config["formatters"]["default"]["use_colors"] = self.use_colors
-                    config["formatters"]["access"]["use_colors"] = self.use_colors
-                logging.config.dictConfig(config)
-            elif isinstance(self.log_config, str) and self.log_config.endswith(".json"):
-                with open(self.log_config) as file:
-                    logging.config.dictConfig(json.load(file))
-            elif isinstance(self.log_config, str) and self.log_config.endswith((".yaml", ".yml")):
-                import yaml
-
-                with open(self.log_config) as file:
-                    logging.config.dictConfig(yaml.safe_load(file))
-            else:
-                logging.config.fileConfig(self.log_config, disable_existing_loggers=False)
-        unconfigured = unconfigured_loggers()
-        if self.log_level is not None:
-            level = (
-                LOG_LEVELS[self.log_level.lower()] if isinstance(self.log_level, str)
-                else self.log_level
-            )
-            # uvicorn's names, as uvicorn; roadrunner's only where a config set them up (the
-            # others take their twin's level, and an explicit level would claim them next time).
-            own = [name for name, _ in LOGGER_TWINS if name not in unconfigured]
-            for name in ("uvicorn.error", "uvicorn.access", "uvicorn.asgi", *own):
-                logging.getLogger(name).setLevel(level)
-        if self.access_log is False:
-            # As uvicorn: --no-access-log also silences the uvicorn.access logger.
-            logging.getLogger("uvicorn.access").handlers = []
-            logging.getLogger("uvicorn.access").propagate = False
-        route_loggers(unconfigured)
+        """Apply --log-config, --log-level, --use-colors and --access-log (logging.py)."""
+        configure_logging(self.log_config, self.log_level, self.use_colors, self.access_log)
 
     # -- loading ---------------------------------------------------------------------------------
 

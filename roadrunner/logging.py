@@ -8,13 +8,23 @@ so uvicorn log configs, and app code that configures uvicorn's loggers, work unc
 from __future__ import annotations
 
 import http
+import json
 import logging
+import logging.config
 import sys
 import urllib.parse
 from copy import copy
 from typing import Any, Literal
 
 TRACE_LOG_LEVEL = 5
+LOG_LEVELS: dict[str, int] = {
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": TRACE_LOG_LEVEL,
+}
 
 LOGGING_CONFIG: dict[str, Any] = {
     "version": 1,
@@ -216,3 +226,48 @@ def route_loggers(names: list[str]) -> None:
             logger.handlers = [handler]
             logger.propagate = False
             logger.setLevel(handler.routed_level)
+
+
+def configure_logging(
+    log_config: dict[str, Any] | str | None,
+    log_level: str | int | None,
+    use_colors: bool | None,
+    access_log: bool,
+) -> None:
+    """Apply --log-config (dict, .json, .yaml or .ini), --log-level and --access-log; then
+    roadrunner's loggers that the config left alone log through uvicorn's (see above)."""
+    logging.addLevelName(TRACE_LOG_LEVEL, "TRACE")
+    unroute_loggers()
+    if log_config is not None:
+        if isinstance(log_config, dict):
+            config = json.loads(json.dumps(log_config))
+            if use_colors in (True, False):
+                config["formatters"]["default"]["use_colors"] = use_colors
+                config["formatters"]["access"]["use_colors"] = use_colors
+            logging.config.dictConfig(config)
+        elif isinstance(log_config, str) and log_config.endswith(".json"):
+            with open(log_config) as file:
+                logging.config.dictConfig(json.load(file))
+        elif isinstance(log_config, str) and log_config.endswith((".yaml", ".yml")):
+            import yaml
+
+            with open(log_config) as file:
+                logging.config.dictConfig(yaml.safe_load(file))
+        else:
+            logging.config.fileConfig(log_config, disable_existing_loggers=False)
+    unconfigured = unconfigured_loggers()
+    if log_level is not None:
+        level = (
+            LOG_LEVELS[log_level.lower()] if isinstance(log_level, str)
+            else log_level
+        )
+        # uvicorn's names, as uvicorn; roadrunner's only where a config set them up (the
+        # others take their twin's level, and an explicit level would claim them next time).
+        own = [name for name, _ in LOGGER_TWINS if name not in unconfigured]
+        for name in ("uvicorn.error", "uvicorn.access", "uvicorn.asgi", *own):
+            logging.getLogger(name).setLevel(level)
+    if access_log is False:
+        # As uvicorn: --no-access-log also silences the uvicorn.access logger.
+        logging.getLogger("uvicorn.access").handlers = []
+        logging.getLogger("uvicorn.access").propagate = False
+    route_loggers(unconfigured)
