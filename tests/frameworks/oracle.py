@@ -16,8 +16,10 @@ from typing import Any
 import httpx
 import pytest
 from websockets.sync.client import connect
+from wsproto.events import BytesMessage, CloseConnection, TextMessage
 
 from tests.integration.process_helpers import Process
+from tests.integration.ws_h2_client import H2WebSocketClient
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_TIMEOUT = 8.0  # every request gives up: a server that spins fails the test, not hangs it
@@ -185,12 +187,70 @@ def assert_streamed(chunks: list[tuple[float, bytes]], expected: bytes, pieces: 
     assert chunks[-1][0] - chunks[0][0] >= spacing * (pieces - 1) * 0.8, chunks
 
 
-def assert_ws_echo(served: Served, path: str, binary: bool = True) -> None:
-    """A WebSocket on h1 echoes a text (and a binary) message, then closes cleanly."""
+def ws_echo(served: Served, path: str, binary: bool = True) -> list[Any]:
+    """Send a text (and a binary) message, then close with 1000: what the client saw, the
+    negotiated extensions, each echo, the server's close code and reason. h1 speaks RFC 6455
+    with the websockets client, h2 the Extended CONNECT of RFC 8441 (h2c prior knowledge);
+    both offer permessage-deflate."""
+    sent = ws_messages(binary)
+    if served.protocol == "h2":
+        return h2_ws_echo(served, path, sent)
     url = f"ws://127.0.0.1:{served.port}{path}"
     with connect(url, open_timeout=CLIENT_TIMEOUT, close_timeout=CLIENT_TIMEOUT) as ws:
-        ws.send("hello")
-        assert ws.recv(timeout=CLIENT_TIMEOUT) == "hello"
-        if binary:
-            ws.send(b"\x00\x01bytes")
-            assert ws.recv(timeout=CLIENT_TIMEOUT) == b"\x00\x01bytes"
+        assert ws.response is not None
+        seen: list[Any] = [extension_names(ws.response.headers.get("sec-websocket-extensions"))]
+        for message in sent:
+            ws.send(message)
+            seen.append(ws.recv(timeout=CLIENT_TIMEOUT))
+        ws.close()
+    return [*seen, ("close", ws.close_code, ws.close_reason)]
+
+
+def h2_ws_echo(served: Served, path: str, sent: list[str | bytes]) -> list[Any]:
+    client = H2WebSocketClient(served.port, path=path, deflate=True, timeout=CLIENT_TIMEOUT)
+    try:
+        assert client.status == 200, f"{served.label}: {client.status} {client.body!r}"
+        seen: list[Any] = [extension_names(client.response_headers.get("sec-websocket-extensions"))]
+        for message in sent:
+            client.send(TextMessage(message) if isinstance(message, str) else BytesMessage(message))
+            seen.append(h2_ws_message(client))
+        client.send(CloseConnection(code=1000))
+        event = client.next_event()
+        assert isinstance(event, CloseConnection), f"{served.label}: {event!r}"
+        client.wait_ended()
+        assert client.reset in (None, 0), served.label  # RFC 9113 §8.1: RST_STREAM(NO_ERROR)
+    finally:
+        client.close()
+    return [*seen, ("close", int(event.code), event.reason)]
+
+
+def h2_ws_message(client: H2WebSocketClient) -> str | bytes:
+    """One whole message, its fragments joined (RFC 6455 §5.4)."""
+    parts: list[Any] = []
+    while True:
+        event = client.next_event()
+        assert isinstance(event, (TextMessage, BytesMessage)), event
+        parts.append(event.data)
+        if event.message_finished:
+            return "".join(parts) if isinstance(event, TextMessage) else b"".join(parts)
+
+
+def extension_names(header: str | None) -> list[str]:
+    """The accepted extensions without their parameters (RFC 7692 §7.1): uvicorn (websockets)
+    answers the websockets client's offer with `server_max_window_bits=12;
+    client_max_window_bits=12`, roadrunner with a bare `permessage-deflate` (15-bit windows);
+    both are valid answers."""
+    return [item.split(";")[0].strip() for item in header.split(",")] if header else []
+
+
+def ws_messages(binary: bool) -> list[str | bytes]:
+    return ["hello", b"\x00\x01bytes"] if binary else ["hello"]
+
+
+def assert_ws_echo(rr: Served, uv: Served, path: str, binary: bool = True) -> None:
+    """The WebSocket echoes each message and answers the close with 1000 under uvicorn (h1);
+    roadrunner's client, on h1 or h2, sees the same."""
+    expected = ws_echo(uv, path, binary)
+    assert expected[0] == ["permessage-deflate"], expected
+    assert expected[1:-1] == ws_messages(binary) and expected[-1][:2] == ("close", 1000), expected
+    assert ws_echo(rr, path, binary) == expected, rr.label

@@ -94,7 +94,4 @@ def test_root_path_prefixes_generated_urls(rr_sub: Served, uv_sub: Served) -> No
 
 
 def test_channels_websocket_echo(rr: Served, uv: Served) -> None:
-    if rr.protocol == "h2":
-        pytest.skip("the websockets client has no WebSocket over HTTP/2 (RFC 8441)")
-    assert_ws_echo(uv, "/ws/echo/")
-    assert_ws_echo(rr, "/ws/echo/")
+    assert_ws_echo(rr, uv, "/ws/echo/")

@@ -41,7 +41,4 @@ def test_streaming(rr: Served, uv: Served) -> None:
 
 
 def test_websocket_echo(rr: Served, uv: Served) -> None:
-    if rr.protocol == "h2":
-        pytest.skip("the websockets client has no WebSocket over HTTP/2 (RFC 8441)")
-    assert_ws_echo(uv, "/ws", binary=False)
-    assert_ws_echo(rr, "/ws", binary=False)
+    assert_ws_echo(rr, uv, "/ws", binary=False)

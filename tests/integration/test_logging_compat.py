@@ -28,9 +28,9 @@ from roadrunner.config import Config
 from roadrunner.logging import ForwardHandler
 from tests.helpers import capture_logs, raw_request, run_server, status_of
 from tests.integration.process_helpers import Process
-from tests.integration.test_websocket_h2 import H2WebSocketClient
 from tests.integration.test_websocket_h3 import H3WebSocket
 from tests.integration.test_websocket_h3 import connect as h3_connect
+from tests.integration.ws_h2_client import H2WebSocketClient
 
 APP = '''
 import logging
