@@ -358,6 +358,7 @@ class H2StreamTransport:
     __slots__ = (
         "connection", "stream_id", "http", "pending", "pending_end", "pending_trailers",
         "drain_waiter", "unacked", "received", "request_ended", "end_sent", "closed", "h1_body",
+        "answered",
     )
 
     def __init__(self, connection: Http2Connection, stream_id: int) -> None:
@@ -374,6 +375,7 @@ class H2StreamTransport:
         self.end_sent = False
         self.closed = False
         self.h1_body = False  # the body of an h2c upgrade request arrives in HTTP/1.1 framing
+        self.answered = False  # the response is complete, the request still open
 
     # StreamTransport -------------------------------------------------------------------------
 
@@ -593,9 +595,7 @@ class Http2Connection(asyncio.Protocol):
             elif kind is ev.StreamEnded:
                 stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
                 if stream is not None:
-                    stream.request_ended = True
-                    if stream.http is not None:
-                        stream.http.feed_end()
+                    self.request_end(stream)
             elif kind is ev.WindowUpdated:
                 self.on_window_updated(event.stream_id)  # type: ignore[attr-defined]
             elif kind is ev.TrailersReceived:
@@ -621,9 +621,15 @@ class Http2Connection(asyncio.Protocol):
         self.upgrade_body_left -= len(body)
         stream.http.feed_body(body)
         if not self.upgrade_body_left:
-            stream.request_ended = True
-            stream.http.feed_end()
+            self.request_end(stream)
         return rest
+
+    def request_end(self, stream: H2StreamTransport) -> None:
+        stream.request_ended = True
+        if stream.http is not None:
+            stream.http.feed_end()
+        if stream.end_sent:
+            self.maybe_finish(stream)  # the response was out first: the stream is done now
 
     def on_protocol_error(self, exc: ProtocolError) -> None:
         """h2 queued GOAWAY with the right code: send it, log one line, close."""
@@ -806,9 +812,13 @@ class Http2Connection(asyncio.Protocol):
         if not data and event.stream_ended is None and self.empty_frames.hit():
             self.calm("empty_frames", "empty DATA frame flood")
             return
-        if stream is None or stream.http is None or stream.closed:
+        if stream is None or stream.http is None or stream.closed or stream.answered:
             # Not ours to deliver (refused, answered, reset): give the window straight back.
             self.acknowledge(event.stream_id, event.flow_controlled_length)
+            if stream is not None and stream.answered:
+                stream.received += len(data)
+                if stream.received > self.config.h2_initial_window_size:
+                    self.reset(stream, ErrorCodes.NO_ERROR)  # see maybe_finish
             return
         if padding:
             self.acknowledge(event.stream_id, padding)
@@ -946,7 +956,10 @@ class Http2Connection(asyncio.Protocol):
         frame.last_stream_id = self.last_stream_id
         frame.error_code = ErrorCodes.NO_ERROR
         self.transport.write(frame.serialize())
-        if not self.streams:
+        for stream in list(self.streams.values()):
+            if stream.answered and not self.dead:
+                self.reset(stream, ErrorCodes.NO_ERROR)  # only its upload was left (maybe_finish)
+        if not self.streams and not self.dead:
             self.close(None)
 
     def peer_text(self) -> str:
@@ -1029,8 +1042,18 @@ class Http2Connection(asyncio.Protocol):
         if http is not None and not http.response_complete and not stream.closed:
             return
         if not stream.request_ended and not stream.closed:
-            # RFC 9113 §8.1: a complete response may end a request still uploading.
-            self.reset(stream, ErrorCodes.NO_ERROR)
+            # RFC 9113 §8.1: a complete response may end a request still uploading with
+            # RST_STREAM(NO_ERROR). Until then the stream is half-closed (local) (§5.1), and the
+            # client's frames keep their rules (content-length, WINDOW_UPDATE, trailers) however
+            # early the app answered: the stream stays until the request ends, its body is
+            # discarded, and only an upload past one stream window is cut short.
+            if stream.received > self.config.h2_initial_window_size:
+                self.reset(stream, ErrorCodes.NO_ERROR)
+            elif not stream.answered:
+                stream.answered = True
+                if stream.unacked:  # body the app left unread: the client may send the rest
+                    self.acknowledge(stream.stream_id, stream.unacked)
+                    stream.unacked = 0
             return
         self.drop(stream)
 
