@@ -504,6 +504,7 @@ class Http2Connection(asyncio.Protocol):
         # h2c upgrade (RFC 7540 §3.2): the upgrading request's body precedes the preface.
         self.upgrade_stream: H2StreamTransport | None = None
         self.upgrade_body_left = 0
+        self.upgrade_head = b""  # the 101 of an h2c upgrade, held until its body is in
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -518,15 +519,23 @@ class Http2Connection(asyncio.Protocol):
         if self.upgrade_stream is None:
             self.h2.initiate_connection()
         self.open_connection_window()
+        if not self.upgrade_body_left:
+            self.start_http2()
+        if self.state.draining:
+            # Set up after shutdown began (adopted from the accept queue, or sniffed late): the
+            # requests already in the first bytes are served, then GOAWAY names the last one.
+            self.loop.call_soon(self.shutdown)
+
+    def start_http2(self) -> None:
+        """Send our preface (after the 101 of an upgrade) and wait for the client's."""
         self.flush()
         # Slow-handshake guard: the client's connection preface must arrive in time (§3.4).
         self.preface_timer = self.loop.call_later(
             self.config.timeout_request_header, self.on_preface_timeout
         )
-        if self.state.draining:
-            # Set up after shutdown began (adopted from the accept queue, or sniffed late): the
-            # requests already in the first bytes are served, then GOAWAY names the last one.
-            self.loop.call_soon(self.shutdown)
+        stream = self.upgrade_stream
+        if stream is not None and stream.http is not None and stream.http.task is None:
+            self.start_app(stream.http)
 
     def open_connection_window(self) -> None:
         # RFC 9113 §6.9.2: the connection window starts at 65535 and grows only by WINDOW_UPDATE.
@@ -622,6 +631,7 @@ class Http2Connection(asyncio.Protocol):
         stream.http.feed_body(body)
         if not self.upgrade_body_left:
             self.request_end(stream)
+            self.start_http2()  # RFC 7540 §3.2: the whole body is in, the client's frames follow
         return rest
 
     def request_end(self, stream: H2StreamTransport) -> None:
@@ -1090,6 +1100,9 @@ class Http2Connection(asyncio.Protocol):
         if self.flush_handle is not None:
             self.flush_handle.cancel()  # a no-op when flush() is that handle
             self.flush_handle = None
+        if self.upgrade_head:  # no HTTP/2 byte leaves before the 101
+            head, self.upgrade_head = self.upgrade_head, b""
+            self.transport.write(head)
         self.unflushed = 0
         data = self.h2.data_to_send()
         if data and not self.transport.is_closing():
@@ -1103,8 +1116,8 @@ def upgrade_from_h1(h1: H1Connection, stream: HTTPStream) -> bool:
     """RFC 7540 §3.2: answer `Upgrade: h2c` with 101 and serve the request as stream 1.
 
     Returns False (the request is served over HTTP/1.1) when the upgrade does not apply: TLS
-    (RFC 9113 §3.1 forbids h2c there), h2 not enabled, a missing or bad HTTP2-Settings, or a
-    chunked body.
+    (RFC 9113 §3.1 forbids h2c there), h2 not enabled, a missing or bad HTTP2-Settings, a
+    chunked body or one larger than a stream window.
     """
     config = h1.config
     if h1.scheme != "http" or "h2" not in config.protocols:
@@ -1118,7 +1131,9 @@ def upgrade_from_h1(h1: H1Connection, stream: HTTPStream) -> bool:
             content_length = int(value)
         elif name == b"transfer-encoding":
             return False
-    if len(settings) != 1:
+    if len(settings) != 1 or content_length > config.h2_initial_window_size:
+        # (A body is held until it is whole, see below: a larger one is served over HTTP/1.1,
+        # as RFC 7540 §3.2 lets a server ignore Upgrade.)
         return False
     try:
         # RFC 7540 §3.2.1: base64url without padding.
@@ -1131,9 +1146,13 @@ def upgrade_from_h1(h1: H1Connection, stream: HTTPStream) -> bool:
     except ProtocolError:
         return False
     transport = h1.transport
-    h1.transport.write(
+    # RFC 7540 §3.2: a body is sent whole before the client's HTTP/2 frames. The 101 waits for
+    # it (see start_http2): a client that sees the 101 mid-upload (curl) may stop uploading.
+    connection.upgrade_head = (
         b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
     )
+    if stream.expect_continue and content_length:
+        transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the body is read before the 101
     # The HTTP/1.1 connection is done: the HTTP/2 connection owns the socket from here on.
     h1.closing = True
     h1.parsing = None
@@ -1158,5 +1177,6 @@ def upgrade_from_h1(h1: H1Connection, stream: HTTPStream) -> bool:
     if h1.read_paused:
         h1.read_paused = False
         transport.resume_reading()
-    connection.start_app(stream)
+    if not content_length:
+        connection.start_app(stream)
     return True

@@ -1,4 +1,4 @@
-"""HTTP/2 answers that do not depend on timing (RFC 9113 §5.1, §6.9, §8.1).
+"""HTTP/2 answers that do not depend on timing (RFC 9113 §5.1, §6.9, §8.1; RFC 7540 §3.2).
 
 The app answers without reading the body, so its response may leave before, between or after
 the client's later frames are read. Frames already received are judged by the protocol rules
@@ -8,14 +8,20 @@ held back until the response is complete, 20 times, and always gets the same ans
 
 from __future__ import annotations
 
+import base64
+import shutil
+import socket
 import struct
+import subprocess
+import time
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from hyperframe.frame import GoAwayFrame, PingFrame, RstStreamFrame
+from hyperframe.frame import GoAwayFrame, PingFrame, RstStreamFrame, SettingsFrame
 
-from tests.helpers import RunningServer, run_server
+from tests.helpers import RunningServer, read_body, run_server
 from tests.integration.test_h2_conformance import (
     DATA,
     END_HEADERS,
@@ -131,3 +137,101 @@ def test_request_that_ends_after_the_response_is_not_reset(server: RunningServer
             wait_for_response(client)
             client.send_raw(frame(DATA, END_STREAM, 1, b"abc"))
             assert first_reset(client) is None
+
+
+# -- h2c upgrade (RFC 7540 §3.2): the body and the preface at any segment boundary --------------
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+UPLOAD = bytes(range(256)) * 400  # 100 kB
+
+
+async def echo_length(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    body = await read_body(receive)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"%d:%d" % (len(body), zlib.crc32(body))})
+
+
+def upgrade_request(body: bytes) -> bytes:
+    settings = SettingsFrame(0)
+    settings.settings = {SettingsFrame.INITIAL_WINDOW_SIZE: 1 << 20}
+    encoded = base64.urlsafe_b64encode(settings.serialize_body()).rstrip(b"=")
+    return (
+        b"POST /echo HTTP/1.1\r\nHost: example\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: " + encoded + b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+        + body + PREFACE + SettingsFrame(0).serialize()
+    )
+
+
+def upgraded_outcome(port: int, data: bytes, cut: int) -> dict[str, Any]:
+    """Send `data` in two segments split at `cut`; the answer on stream 1 after the 101."""
+    client = RawH2(port, preface=False)
+    with client:
+        client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client.send_raw(data[:cut])
+        time.sleep(0.002)  # two segments, read apart
+        client.send_raw(data[cut:])
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.sock.recv(1)
+            assert chunk, f"closed before the 101 (cut {cut})"
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        return client.stream_outcome(1)
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_h2c_upgrade_reads_body_and_preface_at_every_boundary(http: str) -> None:
+    data = upgrade_request(UPLOAD)
+    body_start = data.index(b"\r\n\r\n") + 4
+    preface_start = body_start + len(UPLOAD)
+    cuts = sorted({
+        *range(body_start - 8, body_start + 40),  # around the end of the head
+        *range(body_start + 40, preface_start - 40, 4093),  # through the body
+        *range(preface_start - 40, len(data)),  # the end of the body, the preface, SETTINGS
+    })
+    expected = b"%d:%d" % (len(UPLOAD), zlib.crc32(UPLOAD))
+    with run_server(echo_length, protocols="h1,h2", http=http) as server:
+        for cut in cuts:
+            outcome = upgraded_outcome(server.port, data, cut)
+            assert (outcome.get("status"), outcome["body"], outcome["goaway"]) == (200, expected, None), cut
+
+
+def test_curl_h2c_upgrade_with_a_100k_body(tmp_path: Any) -> None:
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    upload = tmp_path / "100k.bin"
+    upload.write_bytes(UPLOAD)
+    expected = b"%d:%d" % (len(UPLOAD), zlib.crc32(UPLOAD))
+    with run_server(echo_length, protocols="h1,h2") as server:
+        for _ in range(10):
+            done = subprocess.run(
+                [curl, "-sS", "--http2", "--data-binary", f"@{upload}", "-m", "10",
+                 f"http://127.0.0.1:{server.port}/echo"],
+                capture_output=True, timeout=20, check=False,
+            )
+            assert (done.returncode, done.stdout) == (0, expected), done.stderr
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_h2c_upgrade_answers_101_once_the_body_is_in(http: str) -> None:
+    """RFC 7540 §3.2: the client sends its body whole before HTTP/2; a 101 seen mid-upload
+    makes curl stop uploading (and the server then waits for the rest for ever)."""
+    data = upgrade_request(UPLOAD)
+    half = data.index(b"\r\n\r\n") + 4 + len(UPLOAD) // 2
+    expected = b"%d:%d" % (len(UPLOAD), zlib.crc32(UPLOAD))
+    with run_server(echo_length, protocols="h1,h2", http=http) as server:
+        with RawH2(server.port, preface=False, timeout=0.3) as client:
+            client.send_raw(data[:half])
+            with pytest.raises(TimeoutError):
+                client.sock.recv(1)  # nothing before the whole body
+            client.sock.settimeout(5)
+            client.send_raw(data[half:])
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.sock.recv(1)
+                assert chunk, "closed before the 101"
+                head += chunk
+            assert head.startswith(b"HTTP/1.1 101 ")
+            outcome = client.stream_outcome(1)
+            assert (outcome.get("status"), outcome["body"]) == (200, expected)
