@@ -1,34 +1,31 @@
-"""HTTP/1.1 connections: one framing core, two parsers (httptools fast path, h11 strict path).
+"""H1Connection: what both HTTP/1.1 parsers share.
 
-`H1Connection` owns what both parsers share: request validation (RFC 9112), limits, scope
-building, pipelining, keep-alive and header-read timers, response framing and write
-backpressure. `HttpToolsConnection` and `H11Connection` only turn bytes into the calls
-`begin_request` / `request_body` / `request_end` / `reject`.
+Request validation (RFC 9112), limits, scope building, pipelining, keep-alive and header-read
+timers, response framing and write backpressure. The parser subclasses only turn bytes into
+the calls `begin_request` / `request_body` / `request_end` / `reject`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http
 import logging
-import re
 import urllib.parse
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-import h11
 
 from roadrunner.asgi.scope import asgi_info, http_scope
 from roadrunner.asgi.stream import HTTPStream
 from roadrunner.logging import escape_control
-from roadrunner.middleware.proxy_headers import FORWARDING_NAMES
+from roadrunner.protocols.http1.rules import (
+    ERROR_BODIES,
+    JOIN_LIMIT,
+    LINGER_SECONDS,
+    REQUEST_FIELDS_OF_INTEREST,
+    STATUS_LINES,
+    RequestRejected,
+    valid_authority,
+)
 from roadrunner.protocols.timer import DeadlineTimer
-
-try:
-    import httptools
-except ImportError:  # pragma: no cover - httptools is a hard dependency on CPython
-    httptools = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from roadrunner.config import Config
@@ -39,107 +36,10 @@ access_logger = logging.getLogger("roadrunner.access")
 
 Headers = list[tuple[bytes, bytes]]
 
-# Request fields check_headers acts on; every other field costs it one set lookup.
-REQUEST_FIELDS_OF_INTEREST = frozenset(
-    {b"host", b"content-length", b"transfer-encoding", b"connection", b"expect", b"te", b"upgrade"}
-) | FORWARDING_NAMES
 
-
-def _status_line(status: int) -> bytes:
-    try:
-        phrase = http.HTTPStatus(status).phrase.encode()
-    except ValueError:
-        phrase = b""
-    return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
-
-
-STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
-ERROR_BODIES = {
-    400: b"Invalid HTTP request received.",
-    408: b"Request header read timed out.",
-    413: b"Request body too large.",
-    414: b"Request line too long.",
-    431: b"Request header fields too large.",
-    501: b"Unsupported Transfer-Encoding.",
-    503: b"Service Unavailable",
-    505: b"HTTP Version Not Supported.",
-}
-LINGER_SECONDS = 2.0
 # Encoded response header lines by (name, value): responses repeat the same few. Bounded.
 HEADER_LINES: dict[tuple[bytes, bytes], bytes] = {}
 HEADER_LINES_LIMIT = 4096
-# Body chunks at least this large are not joined to the head or chunk framing (a copy).
-JOIN_LIMIT = 65536
-# What llhttp refuses in a request head and h11 lets through: a control character other than
-# HTAB (RFC 9110 §5.5), a bare CR or LF line end (RFC 9112 §2.2) and obs-fold (RFC 9112 §5.2).
-INVALID_HEAD = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[ \t]")
-# RFC 9112 §7.1.1: chunk-size [ chunk-ext ] CRLF. h11 takes ";" and anything after it; this is
-# llhttp's reading: no BWS; empty names and values are taken, a final ";" is not.
-_TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
-_VALUE = rb'(?:[-!#$%&\'*+.^_`|~0-9A-Za-z]+|"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*")?'
-CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:;(?:%s(?:=%s)?|=%s)?)*(?<!;)\r\n" % (_TOKEN, _VALUE, _VALUE))
-MAX_CHUNK_LINE = 4096
-SP_RUN = re.compile(b"  +")
-NOT_IN_LINE = re.compile(rb"[\x00-\x0c\x0e-\x1f\x7f-\xff]")
-REQUEST_LINE = re.compile(rb"([-!#$%&'*+.^_`|~0-9A-Za-z]+) +([^ ]+) +HTTP/([0-9]\.[0-9])\r\n")
-# RFC 3986 §3.2: an authority is userinfo, host and port characters (llhttp refuses others).
-AUTHORITY = re.compile(rb"[-A-Za-z0-9._~%!$&'()*+,;=:@\[\]]+")
-ABSOLUTE_FORM = re.compile(rb"[A-Za-z]+://")  # llhttp: a scheme of letters
-# h11 answers 501 for an empty Transfer-Encoding; llhttp 400, as RFC 9112 §6.3 wants (no chunked).
-EMPTY_TE = re.compile(rb"\ntransfer-encoding:[ \t]*\r?\n", re.I)
-# RFC 9112 §6.3: chunked not last in a request is a 400 (llhttp; h11 says 501).
-TE_NOT_LAST = re.compile(
-    rb"\ntransfer-encoding:(?:[^\r\n]*,)?[ \t]*chunked[ \t]*(?:,|\r?\n(?:[^\r\n]*\n)*?transfer-encoding[ \t]*:)", re.I
-)
-TE_FIELD = re.compile(rb"\ntransfer-encoding[ \t]*:", re.I)
-CL_FIELD = re.compile(rb"\ncontent-length[ \t]*:", re.I)
-# llhttp does not take "chunked" followed by HTAB as chunked (a 400 there); h11 strips it.
-TE_TAB = re.compile(rb"\ntransfer-encoding:[^\r\n]*\t\r\n", re.I)
-# RFC 9110 §6.5.1: framing fields are not allowed in a trailer section (llhttp refuses them).
-TRAILER_FRAMING = re.compile(rb"(?:transfer-encoding|content-length)[ \t]*:", re.I)
-# The methods llhttp knows; h11 takes any token, and refuses the others here so both agree.
-KNOWN_METHODS = frozenset(
-    b"DELETE GET HEAD POST PUT CONNECT OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND PROPPATCH SEARCH "
-    b"UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY SUBSCRIBE "
-    b"UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE QUERY".split()
-)
-# The end of a head as h11 finds it (it also takes bare LF line ends).
-HEAD_END = re.compile(rb"\n\r?\n")
-
-
-
-class RequestRejected(Exception):
-    """A request the server answers itself with an error status, then closes."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-
-
-def valid_authority(target: bytes) -> bool:
-    """Whether an absolute-form target's authority has only RFC 3986 §3.2 characters."""
-    return AUTHORITY.fullmatch(target.partition(b"//")[2].split(b"/", 1)[0].split(b"?", 1)[0]) is not None
-
-
-def target_refused(method: bytes, target: bytes) -> bool:
-    """llhttp's first look at a request target (RFC 9112 §3.2), which comes before the version."""
-    if target[:1] == b"/" or target == b"*" or method == b"CONNECT":
-        return False
-    return ABSOLUTE_FORM.match(target) is None or not valid_authority(target)
-
-
-def served_version(method: bytes, version: str) -> str:
-    """The HTTP/1.x version a request is served as; both parsers hand theirs over as "M.m"."""
-    if version == "1.1" or version == "1.0":
-        return version
-    if method == b"PRI":
-        raise RequestRejected(400, "HTTP/2 connection preface on an HTTP/1.1 connection")
-    if version == "0.9":
-        raise RequestRejected(400, "no HTTP version in the request line")  # llhttp's "0.9"
-    if version[0] == "1":
-        return "1.1"  # RFC 9112 §2.3: a higher minor version is served as the highest we know
-    # RFC 9110 §15.6.6: a major version the server does not support is a 505.
-    raise RequestRejected(505, f"unsupported HTTP version {version}")
 
 
 class H1Connection(asyncio.Protocol):
@@ -720,301 +620,3 @@ class H1Connection(asyncio.Protocol):
                 self.timer.arm(grace, self.close_connection)
             else:
                 self.close_connection()
-
-
-class HttpToolsConnection(H1Connection):
-    """HTTP/1.1 over the httptools (llhttp) parser: the fast path."""
-
-    __slots__ = ("parser", "url", "headers", "header_size", "in_head")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.parser = httptools.HttpRequestParser(self)
-        if hasattr(self.parser, "set_dangerous_leniencies"):  # httptools >= 0.6.2
-            # llhttp refuses versions other than 0.9, 1.0, 1.1 and 2.0 as a 400; the version is
-            # judged in served_version instead, as on the h11 path.
-            self.parser.set_dangerous_leniencies(lenient_version=True)
-        self.header_size = 0
-        self.url = b""
-        self.headers: Headers = []
-        self.in_head = False
-
-    def data_received(self, data: bytes) -> None:
-        if self.closing or self.reads_done:
-            return
-        self.bytes_in_request += len(data)
-        try:
-            self.parser.feed_data(data)
-            if self.in_head:
-                # A head split across reads: the header-read deadline replaces keep-alive's.
-                # (A head that arrives whole never touches the timer here.)
-                self.arm_header_timer()
-        except RequestRejected as exc:
-            self.reject(exc.status, str(exc))
-        except httptools.HttpParserUpgrade as exc:
-            if self.upgraded_to is not None:
-                self.forward_upgraded(data[int(exc.args[0]):])
-                return
-            self.on_parser_upgrade(data)
-        except httptools.HttpParserError as exc:
-            if self.reads_done:
-                return  # llhttp refuses bytes after the last request: they are not read
-            cause = exc.__context__
-            if isinstance(cause, RequestRejected):
-                # httptools wraps exceptions raised in our callbacks.
-                self.reject(cause.status, str(cause))
-                return
-            reason = str(exc)
-            unsupported = "Transfer-Encoding`" in reason and self.unsupported_coding()
-            self.reject(501 if unsupported else 400, reason)
-
-    def unsupported_coding(self) -> bool:
-        """llhttp refuses a Transfer-Encoding other than chunked: that is a 501, not a 400."""
-        return any(
-            name == b"transfer-encoding" and value.strip().lower() != b"chunked"
-            for name, value in self.headers
-        )
-
-    def on_parser_upgrade(self, data: bytes) -> None:
-        """llhttp stops parsing at an upgrade request it was not asked to take over.
-
-        The request itself was already dispatched as plain HTTP; nothing after it can be
-        parsed, so the connection closes once that response is done.
-        """
-        self.keep_alive = False
-        self.pause_reading()
-
-    # httptools callbacks
-    def on_message_begin(self) -> None:
-        self.in_head = True
-        self.url = b""
-        self.headers = []
-        self.header_size = 0
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-        if len(self.url) > self.limit_request_line:
-            raise RequestRejected(414, "request target too long")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
-        self.header_size += len(name) + len(value) + 4
-        if self.header_size > self.limit_headers_size:
-            raise RequestRejected(431, "header block too large")
-        if not self.in_head:
-            return  # a trailer field: not part of the scope, which the app already has (as h11)
-        # RFC 9110 §5.5: OWS around a field value is not part of it; llhttp keeps the trailing.
-        value = value.rstrip(b" \t")
-        if len(self.headers) >= self.limit_fields:
-            raise RequestRejected(431, "too many header fields")
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.in_head = False
-        parser = self.parser
-        method = parser.get_method()
-        version = served_version(method, parser.get_http_version())
-        self.begin_request(method, self.url, version, self.headers)
-
-    # The body callbacks are the shared handlers themselves (no extra call per event).
-    on_body = H1Connection.request_body
-    on_message_complete = H1Connection.request_end
-
-
-class ChunkLines:
-    """Follows a chunked body (RFC 9112 §7.1) beside h11 for the rules h11 is lax on.
-
-    h11 waits forever on bare LF line ends and takes any chunk extension and spaces after the
-    size; llhttp refuses them. This checks each size and trailer line; h11 does the rest.
-    """
-
-    __slots__ = ("left", "line", "trailer")
-
-    def __init__(self) -> None:
-        self.left = 0  # chunk data (and its CRLF) still to pass before the next line
-        self.line = b""
-        self.trailer = False
-
-    def feed(self, data: bytes) -> bool:
-        """Check the lines in `data`; True once the body's last line went by."""
-        pos, size = 0, len(data)
-        while pos < size:
-            if self.left:
-                step = min(self.left, size - pos)
-                self.left -= step
-                pos += step
-                continue
-            newline = data.find(b"\n", pos)
-            if newline == -1:
-                self.line = (self.line + data[pos:])[-MAX_CHUNK_LINE:]  # h11 bounds the line
-                return False
-            line, self.line, pos = self.line + data[pos : newline + 1], b"", newline + 1
-            if not line.endswith(b"\r\n"):
-                raise RequestRejected(400, "bare LF in chunked framing")
-            if self.trailer:
-                if line == b"\r\n":
-                    return True
-                if TRAILER_FRAMING.match(line):
-                    raise RequestRejected(400, "framing field in trailer section")
-                if line[:1] in b" \t" or INVALID_HEAD.search(line):
-                    raise RequestRejected(400, "invalid character or line folding in trailer")
-                continue
-            match = CHUNK_SIZE_LINE.fullmatch(line)
-            if match is None:
-                raise RequestRejected(400, "invalid chunk size line")
-            self.left = int(match[1], 16)
-            if self.left:
-                self.left += 2
-            else:
-                self.trailer = True
-        return False
-
-
-class H11Connection(H1Connection):
-    """HTTP/1.1 over h11: the strict, pure-Python path with the same behaviour."""
-
-    __slots__ = ("max_event", "h11", "head_bytes", "in_head", "chunk_lines", "line_held")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.max_event = self.config.h11_max_incomplete_event_size or (
-            self.limit_request_line + self.limit_headers_size + 64
-        )
-        self.h11 = self.new_parser()
-        self.head_bytes = bytearray()
-        self.in_head = True
-        self.chunk_lines: ChunkLines | None = None
-        self.line_held = True  # the request line is passed to h11 once complete
-
-    def new_parser(self) -> h11.Connection:
-        return h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_event)
-
-    def data_received(self, data: bytes) -> None:
-        if self.closing or self.reads_done:
-            return
-        self.bytes_in_request += len(data)
-        try:
-            self.feed(data)
-        except RequestRejected as exc:
-            self.reject(exc.status, str(exc))
-        except h11.RemoteProtocolError as exc:
-            status = exc.error_status_hint
-            if self.in_head:
-                status = self.head_status(status, str(exc))
-            if status == 431 and b"\r\n" not in bytes(self.head_bytes[: self.limit_request_line + 2]):
-                status = 414
-            self.reject(status, str(exc))
-
-    def head_status(self, status: int, reason: str) -> int:
-        """The status llhttp's order of checks gives a head h11 refused.
-
-        llhttp stops at a bad byte first (400), the version comes next (505, see
-        served_version), then Host and the transfer coding (h11 judges those first).
-        """
-        head = bytes(self.head_bytes)
-        end = HEAD_END.search(head)
-        head = head[: end.end()] if end else head
-        if INVALID_HEAD.search(head) or EMPTY_TE.search(head) or TE_NOT_LAST.search(head):
-            return 400
-        if TE_FIELD.search(head) and CL_FIELD.search(head):
-            return 400  # RFC 9112 §6.1: both framings is a 400 before any coding is judged
-        line = REQUEST_LINE.match(head)
-        if line is None:
-            return 400 if b"\n" in head else status
-        method, target = line[1], line[2]
-        if method not in KNOWN_METHODS or target_refused(method, target):
-            return 400
-        if status == 501 or reason.startswith(("Found multiple Host", "Missing mandatory Host")):
-            try:
-                served_version(method, line[3].decode("ascii"))
-            except RequestRejected as exc:
-                return exc.status
-        return status
-
-    def take_head(self, data: bytes) -> bytes:
-        """Collect a head's bytes; what h11 may parse of them so far (the request line held back)."""
-        if not self.head_bytes:
-            # RFC 9112 §2.2: empty lines before a request line are ignored (llhttp takes any CR
-            # and LF there; h11 would refuse them).
-            data = data.lstrip(b"\r\n")
-            if not data:
-                return b""
-            self.arm_header_timer()
-            self.line_held = True
-        self.head_bytes += data
-        first_line_end = self.head_bytes.find(b"\r\n")
-        limit = self.limit_request_line + 64
-        if (first_line_end == -1 and len(self.head_bytes) > limit) or first_line_end > limit:
-            raise RequestRejected(414, "request line too long")
-        if not self.line_held:
-            return data
-        end = self.head_bytes.find(b"\n")
-        if end == -1 and not NOT_IN_LINE.search(self.head_bytes):
-            return b""  # (a byte no request line has is h11's to refuse at once)
-        self.line_held = False
-        if end == -1:
-            return bytes(self.head_bytes)
-        # RFC 9112 §3: SP runs between the request-line parts are taken, as llhttp does.
-        return SP_RUN.sub(b" ", bytes(self.head_bytes[:end])) + bytes(self.head_bytes[end:])
-
-    def feed(self, data: bytes) -> None:
-        if self.in_head:
-            data = self.take_head(data)
-            if not data:
-                return
-        elif self.chunk_lines is not None and self.chunk_lines.feed(data):
-            self.chunk_lines = None
-        conn = self.h11
-        conn.receive_data(data)
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                return
-            if isinstance(event, h11.Request):
-                head = bytes(self.head_bytes)
-                end = HEAD_END.search(head)
-                block = head[: end.end()] if end else head
-                if INVALID_HEAD.search(block) or TE_TAB.search(block):
-                    raise RequestRejected(400, "invalid character, line end or line folding in head")
-                self.in_head = False
-                self.head_bytes.clear()
-                if event.method not in KNOWN_METHODS:
-                    raise RequestRejected(400, "unknown method")
-                if target_refused(event.method, event.target):
-                    raise RequestRejected(400, "invalid request target")  # llhttp: before the version
-                version = served_version(event.method, event.http_version.decode("ascii"))
-                headers = [(name, value) for name, value in event.headers]
-                self.check_header_limits(headers)
-                self.begin_request(event.method, event.target, version, headers)
-                if self.upgraded_to is not None or self.transport.is_closing():
-                    self.forward_upgraded(bytes(conn.trailing_data[0]))
-                    return
-                if self.parsing is not None and any(n == b"transfer-encoding" for n, _ in headers):
-                    self.chunk_lines = ChunkLines()
-                    if self.chunk_lines.feed(bytes(conn.trailing_data[0])):
-                        self.chunk_lines = None
-            elif isinstance(event, h11.Data):
-                self.request_body(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                self.request_end()
-                if self.reads_done:
-                    return
-                leftover = bytes(conn.trailing_data[0])
-                conn = self.h11 = self.new_parser()
-                self.in_head = True
-                release = self.take_head(leftover) if leftover else b""
-                if release:  # (an empty receive_data would tell h11 the peer closed)
-                    conn.receive_data(release)
-            elif isinstance(event, h11.ConnectionClosed):
-                return
-
-
-def connection_class(config: Config) -> Callable[..., H1Connection]:
-    """Pick the HTTP/1.1 implementation for --http."""
-    if config.http == "h11" or (config.http == "auto" and httptools is None):
-        return H11Connection
-    if config.http in ("auto", "httptools"):
-        return HttpToolsConnection
-    from roadrunner.config import import_from_string
-
-    return import_from_string(config.http)  # type: ignore[no-any-return]
