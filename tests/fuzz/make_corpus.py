@@ -86,9 +86,52 @@ def proxy_seeds() -> list[bytes]:
     ]
 
 
+# -- HTTP/2 ----------------------------------------------------------------------------------
+
+
+def h2_frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
+    """One frame in the harness's input format: type, flags, stream id, 16-bit length."""
+    return struct.pack("!BBIH", kind, flags, stream_id, len(payload)) + payload
+
+
+def http2_seeds() -> list[bytes]:
+    from hpack import Encoder
+
+    data, headers, rst, settings, ping, goaway, window, continuation = 0, 1, 3, 4, 6, 7, 8, 9
+    end_stream, end_headers, padded, priority = 0x1, 0x4, 0x8, 0x20
+    def encode(fields: list[tuple[bytes, bytes]]) -> bytes:
+        return Encoder().encode(fields)  # a fresh encoder only adds to the peer's table
+
+    def block(path: bytes, method: bytes = b"GET", extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
+        fields = [(b":method", method), (b":scheme", b"http"), (b":path", path),
+                  (b":authority", b"example.com"), *(extra or [])]
+        return encode(fields)
+
+    hello = h2_frame(settings, 0, 0, struct.pack("!HI", 3, 100) + struct.pack("!HI", 4, 65535))
+    get = h2_frame(headers, end_stream | end_headers, 1, block(b"/"))
+    post = (h2_frame(headers, end_headers, 3, block(b"/echo", b"POST", [(b"content-length", b"5")]))
+            + h2_frame(data, 0, 3, b"hel") + h2_frame(data, end_stream, 3, b"lo"))
+    split = block(b"/echo", b"PUT", [(b"x-long", b"v" * 40)])
+    continued = (h2_frame(headers, 0, 5, split[:10]) + h2_frame(continuation, end_headers, 5, split[10:])
+                 + h2_frame(data, end_stream | padded, 5, b"\x03body\x00\x00\x00"))
+    prioritized = h2_frame(headers, end_stream | end_headers | priority, 7,
+                           struct.pack("!IB", 1, 15) + block(b"/p"))
+    return [
+        b"\x00" + hello + get,
+        b"\x01" + hello + h2_frame(settings, 1, 0, b"") + post + h2_frame(window, 0, 0, struct.pack("!I", 1000)),
+        b"\x02" + hello + continued + h2_frame(ping, 0, 0, b"12345678"),
+        b"\x03" + hello + prioritized + h2_frame(rst, 0, 7, struct.pack("!I", 8)),
+        b"\x00" + hello + post + h2_frame(goaway, 0, 0, struct.pack("!II", 3, 0)),
+        b"\x04" + hello + h2_frame(headers, end_headers, 1, block(b"/echo", b"POST"))
+        + h2_frame(data, 0, 1, b"x" * 100) + h2_frame(headers, end_stream | end_headers, 1,
+                                                          encode([(b"x-trailer", b"1")])),
+    ]
+
+
 def main() -> None:
     write("websocket", websocket_seeds())
     write("proxy", proxy_seeds())
+    write("http2", http2_seeds())
 
 
 if __name__ == "__main__":
