@@ -20,7 +20,7 @@ import h2.events as ev
 import hpack.hpack
 import hpack.table
 from h2.config import H2Configuration
-from h2.connection import H2Connection
+from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import (
     DenialOfServiceError,
@@ -606,6 +606,11 @@ class Http2Connection(asyncio.Protocol):
             events = self.h2.receive_data(data)
         except ProtocolError as exc:
             self.on_protocol_error(exc)
+            return
+        if self.h2.state_machine.state is ConnectionState.CLOSED:
+            # The client's GOAWAY came in this read: h2 now refuses every frame we could send
+            # (RST_STREAM included), so no request read with it can be answered.
+            self.on_goaway_received()
             return
         for event in events:
             if self.dead:
