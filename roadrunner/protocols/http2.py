@@ -676,19 +676,19 @@ class Http2Connection(asyncio.Protocol):
             # RFC 9113 §8.1.1: a malformed request is a stream error; the connection serves on.
             guard_counters["malformed"] += 1
             logger.info("Malformed HTTP/2 request on stream %d: %s", stream_id, exc)
-            self.h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self.refuse(stream_id, ErrorCodes.PROTOCOL_ERROR)
             self.arm_idle_timer()
             return
         limit = self.config.limit_concurrency
         if self.goaway_sent:
-            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            self.refuse(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         if len(self.streams) >= self.config.h2_max_concurrent_streams or (
             limit is not None and len(self.state.tasks) >= limit
         ):
             # RFC 9113 §5.1.2: past the advertised limit (or the server's), refuse the stream.
             guard_counters["refused_stream"] += 1
-            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            self.refuse(stream_id, ErrorCodes.REFUSED_STREAM)
             self.arm_idle_timer()
             return
         self.last_stream_id = stream_id
@@ -713,6 +713,14 @@ class Http2Connection(asyncio.Protocol):
         http.wants_trailers = wants_trailers
         stream.http = http
         self.start_app(http)
+
+    def refuse(self, stream_id: int, code: ErrorCodes) -> None:
+        """Reset a request that gets no stream transport; the client may have reset it already,
+        later in the same read (RFC 9113 §5.4.2: never an RST_STREAM for an RST_STREAM)."""
+        try:
+            self.h2.reset_stream(stream_id, code)
+        except StreamClosedError:
+            pass
 
     def build_scope(self, headers: Headers) -> tuple[dict[str, Any] | None, int, bool, bool]:
         """Check a request's fields and build its ASGI scope (same keys as HTTP/1.1), in one pass.
