@@ -128,10 +128,73 @@ def http2_seeds() -> list[bytes]:
     ]
 
 
+# -- QUIC / HTTP/3 ---------------------------------------------------------------------------
+
+
+def quic_record(kind: int, payload: bytes) -> bytes:
+    return struct.pack("!BH", kind, len(payload)) + payload
+
+
+def quic_seeds() -> list[bytes]:
+    import time
+
+    from aioquic.h3.connection import FrameType, encode_frame
+    from aioquic.quic.configuration import QuicConfiguration
+    from aioquic.quic.connection import QuicConnection
+    from pylsqpack import Encoder
+
+    raw, initial, stream0, stream4, uni = 0x00, 0x01, 0x02, 0x06, 0x0E
+    fin = 0x10
+    client = QuicConnection(configuration=QuicConfiguration(is_client=True, alpn_protocols=["h3"]))
+    client.connect(("127.0.0.1", 443), now=time.monotonic())
+    client_initial = client.datagrams_to_send(now=time.monotonic())[0][0]  # a real ClientHello
+
+    def headers(stream_id: int, fields: list[tuple[bytes, bytes]]) -> bytes:
+        _, block = Encoder().encode(stream_id, fields)  # no dynamic table: literals only
+        return encode_frame(FrameType.HEADERS, block)
+
+    get = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"localhost"), (b":path", b"/")]
+    post = [(b":method", b"POST"), (b":scheme", b"https"), (b":authority", b"localhost"),
+            (b":path", b"/echo"), (b"content-length", b"5")]
+    dcid = bytes(range(8))
+    return [
+        quic_record(stream0 | fin, headers(0, get)),
+        quic_record(stream4, headers(4, post) + encode_frame(FrameType.DATA, b"hel"))
+        + quic_record(stream4 | fin, encode_frame(FrameType.DATA, b"lo")),
+        quic_record(uni, b"\x21" + b"\x00" * 3) + quic_record(stream0 | fin, headers(0, get)),
+        quic_record(raw, client_initial),
+        quic_record(initial, dcid + b"\x01"),  # PING
+        quic_record(initial, dcid + b"\x06\x00\x10" + b"\x01\x00\x00\x0c\x03\x03" + b"\x00" * 10),  # CRYPTO
+        quic_record(raw, b"\xc0\x0a\x0a\x0a\x0a\x08" + dcid + b"\x00" + b"\x00" * 1200),  # unknown version
+        quic_record(raw, b"\x40" + dcid + b"\x00" * 30),  # short header, unknown CID
+    ]
+
+
+# -- HTTP/1.1 --------------------------------------------------------------------------------
+
+
+def http1_seeds() -> list[bytes]:
+    get = b"GET /a/b?x=1&y=%20 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: seed\r\n\r\n"
+    post = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+    chunked = (b"PUT /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n")
+    return [
+        b"\x00" + get,
+        b"\x00" + post,
+        b"\x02" + chunked,
+        b"\x00" + get + post + chunked,  # pipelined
+        b"\x03" + b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nHEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"\x01" + b"OPTIONS * HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nz",
+        b"\x00" + b"GET http://example.com/abs HTTP/1.1\r\nHost: example.com\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n",
+    ]
+
+
 def main() -> None:
     write("websocket", websocket_seeds())
     write("proxy", proxy_seeds())
     write("http2", http2_seeds())
+    write("quic", quic_seeds())
+    write("http1", http1_seeds())
 
 
 if __name__ == "__main__":
