@@ -20,7 +20,7 @@ import h2.events as ev
 import hpack.hpack
 import hpack.table
 from h2.config import H2Configuration
-from h2.connection import H2Connection
+from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import (
     DenialOfServiceError,
@@ -617,6 +617,11 @@ class Http2Connection(asyncio.Protocol):
         except ProtocolError as exc:
             self.on_protocol_error(exc)
             return
+        if self.h2.state_machine.state is ConnectionState.CLOSED:
+            # The client's GOAWAY came in this read: h2 now refuses every frame we could send
+            # (RST_STREAM included), so no request read with it can be answered.
+            self.on_goaway_received()
+            return
         for event in events:
             if self.dead:
                 return
@@ -686,19 +691,19 @@ class Http2Connection(asyncio.Protocol):
             # RFC 9113 §8.1.1: a malformed request is a stream error; the connection serves on.
             guard_counters["malformed"] += 1
             logger.info("Malformed HTTP/2 request on stream %d: %s", stream_id, exc)
-            self.h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self.refuse(stream_id, ErrorCodes.PROTOCOL_ERROR)
             self.arm_idle_timer()
             return
         limit = self.config.limit_concurrency
         if self.goaway_sent:
-            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            self.refuse(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         if len(self.streams) >= self.config.h2_max_concurrent_streams or (
             limit is not None and len(self.state.tasks) >= limit
         ):
             # RFC 9113 §5.1.2: past the advertised limit (or the server's), refuse the stream.
             guard_counters["refused_stream"] += 1
-            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            self.refuse(stream_id, ErrorCodes.REFUSED_STREAM)
             self.arm_idle_timer()
             return
         self.last_stream_id = stream_id
@@ -723,6 +728,14 @@ class Http2Connection(asyncio.Protocol):
         http.wants_trailers = wants_trailers
         stream.http = http
         self.start_app(http)
+
+    def refuse(self, stream_id: int, code: ErrorCodes) -> None:
+        """Reset a request that gets no stream transport; the client may have reset it already,
+        later in the same read (RFC 9113 §5.4.2: never an RST_STREAM for an RST_STREAM)."""
+        try:
+            self.h2.reset_stream(stream_id, code)
+        except StreamClosedError:
+            pass
 
     def build_scope(self, headers: Headers) -> tuple[dict[str, Any] | None, int, bool, bool]:
         """Check a request's fields and build its ASGI scope (same keys as HTTP/1.1), in one pass.
