@@ -3,8 +3,10 @@ the gate's scenarios, and the dump's total."""
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -143,5 +145,31 @@ def test_gate_scenarios_are_the_benchs_requests() -> None:
     assert set(GATE) == {"h1_hello", "h1_echo", "h2c_hello"}
     assert GATE["h1_echo"].request.body == ECHO_BODY
     assert GATE["h2c_hello"].protocol == "h2c"
-    assert "h2c GET /hello (0 B body), 400 requests over 2 connections" in (
-        GATE["h2c_hello"].settings)
+    assert all(scenario.lockstep for scenario in GATE.values())
+    assert GATE["h2c_hello"].settings == (
+        "h2c GET /hello (0 B body), 400 requests over 2 connections in lockstep after 100 warm-up")
+
+
+@pytest.mark.parametrize(("lockstep", "most_in_flight"), [(False, 3), (True, 1)])
+def test_lockstep_keeps_one_request_in_flight(lockstep: bool, most_in_flight: int) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    in_flight: list[int] = []
+
+    def accept() -> None:
+        conns = [listener.accept()[0] for _ in range(3)]
+        while select.select(conns, [], [], 5)[0]:
+            # Count the requests waiting on all connections, then answer them.
+            time.sleep(0.05)  # let a round's other requests arrive
+            ready = select.select(conns, [], [], 0)[0]
+            in_flight.append(len(ready))
+            for conn in ready:
+                if not conn.recv(65536):
+                    return
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    with listener:
+        threading.Thread(target=accept, daemon=True).start()
+        with H1Client(listener.getsockname()[1], 3, Request(path="/hello"), lockstep) as h1:
+            h1.run(6)
+    assert max(in_flight) == most_in_flight
+
