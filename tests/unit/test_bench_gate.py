@@ -127,3 +127,11 @@ def test_check_fails_when_the_baseline_was_recorded_with_other_settings(tmp_path
     code, text, measured = _run("check", path, {})
     assert code == 1 and "h2c_hello" in text and measured == []
 
+
+
+def test_the_committed_baseline_covers_the_gate_scenarios_with_their_settings() -> None:
+    from bench.callgrind import GATE
+
+    baseline = json.loads(gate.BASELINE.read_text())
+    assert settings_changed(baseline, {name: s.settings for name, s in GATE.items()}) == []
+    assert {"python", "valgrind", "commit", "packages"} <= set(baseline)
