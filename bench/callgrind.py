@@ -23,7 +23,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -54,6 +54,7 @@ class Scenario:
     warmup: int = 400
     requests: int = 4000
     lockstep: bool = False  # one request in flight in all, not one per connection
+    idle: float = 0.0  # seconds of idle counting, to take the idle cost per second out
 
     @property
     def settings(self) -> str:
@@ -61,7 +62,8 @@ class Scenario:
         request = self.request
         return (f"{self.protocol} {request.method} {request.path} ({len(request.body)} B body), "
                 f"{self.requests} requests over {self.connections} connections"
-                f"{' in lockstep' if self.lockstep else ''} after {self.warmup} warm-up")
+                f"{' in lockstep' if self.lockstep else ''} after {self.warmup} warm-up"
+                f"{', idle cost per second taken out' if self.idle else ''}")
 
 
 def _bench_request(name: str) -> Request:
@@ -75,11 +77,11 @@ def _bench_request(name: str) -> Request:
 # how the server's reads batch cannot depend on scheduling (that moved h2c counts by 2%).
 GATE: dict[str, Scenario] = {s.name: s for s in (
     Scenario("h1_hello", _bench_request("hello"), connections=2, warmup=200, requests=2000,
-             lockstep=True),
+             lockstep=True, idle=3.0),
     Scenario("h1_echo", _bench_request("echo"), connections=2, warmup=200, requests=2000,
-             lockstep=True),
+             lockstep=True, idle=3.0),
     Scenario("h2c_hello", _bench_request("h2c_hello"), protocol="h2c", connections=2, warmup=100,
-             requests=400, lockstep=True),
+             requests=400, lockstep=True, idle=3.0),
 )}
 
 
@@ -241,8 +243,30 @@ def total_instructions(out_file: Path) -> int:
     raise RuntimeError(f"no totals in {out_file}")
 
 
-def _control(pid: int, *args: str) -> None:
+def _control(pid: int, *args: str) -> float:
+    """Run callgrind_control; the moment it took effect, taken as the middle of the call."""
+    started = time.monotonic()
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
+    return (started + time.monotonic()) / 2
+
+
+def _window(pid: int, tmp: Path, work: Callable[[], object]) -> tuple[int, float]:
+    """Instructions counted while `work` runs (from zeroed counters to a dump), and seconds."""
+    zeroed = _control(pid, "-z")
+    work()
+    dumped = _control(pid, "-d")
+    return total_instructions(_latest(tmp)), dumped - zeroed
+
+
+def _latest(tmp: Path) -> Path:
+    return max(tmp.glob("callgrind.out.*"), key=lambda p: p.stat().st_mtime_ns)
+
+
+def idle_corrected(busy: int, seconds: float, idle: int, idle_seconds: float,
+                   requests: int) -> float:
+    """Per request, less what the server spends idle per second (its 0.1 s main-loop tick)
+    times the busy window's length: a slower machine then no longer counts more ticks."""
+    return (busy - idle / idle_seconds * seconds) / requests
 
 
 def measure(server: str, scenario: Scenario, keep: Path | None = None) -> float:
@@ -264,13 +288,14 @@ def measure(server: str, scenario: Scenario, keep: Path | None = None) -> float:
             with client(scenario, port) as load:
                 load.run(scenario.warmup)
                 _control(process.pid, "--instr=on")
-                _control(process.pid, "-z")
-                load.run(scenario.requests)
-                _control(process.pid, "-d")
-            dumps = sorted(Path(tmp).glob("callgrind.out.*"), key=lambda p: p.stat().st_mtime)
-            if keep is not None:
-                shutil.copy(dumps[-1], keep / f"callgrind.{server}.{scenario.name}.out")
-            return total_instructions(dumps[-1]) / scenario.requests
+                busy, seconds = _window(process.pid, Path(tmp), lambda: load.run(scenario.requests))
+                if keep is not None:
+                    shutil.copy(_latest(Path(tmp)), keep / f"callgrind.{server}.{scenario.name}.out")
+                if not scenario.idle:
+                    return busy / scenario.requests
+                idle, idle_seconds = _window(process.pid, Path(tmp),
+                                             lambda: time.sleep(scenario.idle))
+            return idle_corrected(busy, seconds, idle, idle_seconds, scenario.requests)
         finally:
             # The counts are dumped: no need to wait for valgrind's own dump at exit.
             os.killpg(process.pid, signal.SIGKILL)
