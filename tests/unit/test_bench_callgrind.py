@@ -19,6 +19,7 @@ from bench.callgrind import (
     H1Client,
     H2Client,
     drive,
+    idle_corrected,
     read_response,
     request_bytes,
     total_instructions,
@@ -147,7 +148,8 @@ def test_gate_scenarios_are_the_benchs_requests() -> None:
     assert GATE["h2c_hello"].protocol == "h2c"
     assert all(scenario.lockstep for scenario in GATE.values())
     assert GATE["h2c_hello"].settings == (
-        "h2c GET /hello (0 B body), 400 requests over 2 connections in lockstep after 100 warm-up")
+        "h2c GET /hello (0 B body), 400 requests over 2 connections in lockstep after 100 warm-up,"
+        " idle cost per second taken out")
 
 
 @pytest.mark.parametrize(("lockstep", "most_in_flight"), [(False, 3), (True, 1)])
@@ -173,3 +175,10 @@ def test_lockstep_keeps_one_request_in_flight(lockstep: bool, most_in_flight: in
             h1.run(6)
     assert max(in_flight) == most_in_flight
 
+
+
+def test_idle_corrected_takes_the_idle_rate_times_the_window_out() -> None:
+    # 2,000 requests in 10 s counted 200 M; idle, 3 s counted 0.9 M: 300 k per second.
+    assert idle_corrected(200_000_000, 10.0, 900_000, 3.0, 2000) == pytest.approx(98_500)
+    # Twice as slow a machine: twice the ticks in the window, the same figure per request.
+    assert idle_corrected(203_000_000, 20.0, 900_000, 3.0, 2000) == pytest.approx(98_500)
