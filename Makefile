@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all lint typecheck interop fuzz fuzz-ci autobahn autobahn-full bench clean
+.PHONY: run test test-all lint typecheck interop fuzz fuzz-ci autobahn autobahn-full bench \
+	bench-check bench-baseline clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -62,6 +63,20 @@ autobahn-full: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python -m bench.run
+
+# The regression gate (bench/gate.py): instructions per request under callgrind for h1 hello, h1
+# echo and h2c hello; fails when one is more than 3% dearer than bench/baseline/callgrind.json.
+# valgrind is a Debian package, installed by the interop tier's script when missing.
+VALGRIND := bash tests/interop/install.sh valgrind=valgrind callgrind_control=valgrind
+
+bench-check: $(STAMP)
+	$(VALGRIND)
+	$(BIN)/python -m bench.callgrind --check
+
+# Rewrites the baseline: commit it on its own, for review.
+bench-baseline: $(STAMP)
+	$(VALGRIND)
+	$(BIN)/python -m bench.callgrind --record
 
 clean:
 	rm -rf $(VENV) .venv-3.* .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache tests/fuzz/crashes

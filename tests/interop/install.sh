@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real third-party clients the interop tier drives (Debian packages).
 # Idempotent: does nothing when every tool is already present.
+# With arguments `TOOL=PACKAGE ...` it installs only those (make bench-check: valgrind=valgrind).
 set -euo pipefail
 declare -A PACKAGES=(
   [curl]=curl
@@ -10,6 +11,10 @@ declare -A PACKAGES=(
   [haproxy]=haproxy
   [chromium]=chromium
 )
+if [ $# -gt 0 ]; then
+  PACKAGES=()
+  for pair in "$@"; do PACKAGES[${pair%%=*}]=${pair#*=}; done
+fi
 missing=()
 for tool in "${!PACKAGES[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("${PACKAGES[$tool]}")
@@ -22,6 +27,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends \
     $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
 fi
-if [ -x tests/interop/autobahn/setup.sh ]; then
+if [ $# -eq 0 ] && [ -x tests/interop/autobahn/setup.sh ]; then
   bash tests/interop/autobahn/setup.sh
 fi
