@@ -215,10 +215,10 @@ def test_starlette_endless_stream_stops_when_client_leaves(
             with client.stream("GET", server.url + "/") as response:
                 lines = response.iter_lines()
                 assert [next(lines) for _ in range(3)] == ["0", "1", "2"]
-        assert finally_ran.wait(3), "the generator kept running after the client left"
+        assert finally_ran.wait(10), "the generator kept running after the client left"
         started = time.monotonic()
     # Nothing is left running: shutdown is prompt (uvicorn: 0.3 s).
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 10
 
 
 # -- the spin guard: a real process, its CPU time and SIGTERM --------------------------------------
