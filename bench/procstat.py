@@ -106,3 +106,8 @@ def cpu_seconds_per_10k(before: TreeUsage, after: TreeUsage, requests: int) -> f
     if requests <= 0:
         raise ValueError("no requests were completed")
     return (after.cpu_seconds - before.cpu_seconds) * 10_000 / requests
+
+
+def open_fds(pid: int, proc: Path = Path("/proc")) -> int:
+    """How many file descriptors a process holds: the entries of /proc/PID/fd (proc(5))."""
+    return sum(1 for _ in (proc / str(pid) / "fd").iterdir())

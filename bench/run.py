@@ -29,6 +29,7 @@ from bench.report import Run, render_json, render_markdown
 from bench.results import IdleSample, LoadSample
 from bench.scenarios import SCENARIOS, IdleScenario, LoadScenario, Scenario
 from bench.servers import SERVERS, Launch, ServerSpec
+from bench.soak import replace_section, section_of
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -203,7 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     load1, load5, _ = os.getloadavg()
     run.machine["load average at end (1 min, 5 min)"] = f"{load1:.2f}, {load5:.2f}"
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(render_markdown(run))
+    text = render_markdown(run)
+    kept = section_of(args.output.read_text()) if args.output.exists() else None
+    args.output.write_text(text if kept is None else replace_section(text, kept))
     raw = ROOT / "bench/results" / (args.output.stem + ".json")
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.write_text(render_json(run))

@@ -201,6 +201,14 @@ class ServerH2Stream(H2Stream):
 class ServerH2Connection(H2Connection):
     """h2's connection with RFC 9113 stream errors where h2 would tear the connection down."""
 
+    def __init__(self, config: H2Configuration, max_closed_streams: int) -> None:
+        # h2 remembers how each closed stream ended, for up to MAX_CLOSED_STREAMS (65,536) per
+        # connection: ~130 bytes a stream for a long-lived connection's whole life. RFC 9113
+        # §5.1 needs it only while frames sent before our RST_STREAM can still arrive, and a
+        # compliant peer has at most MAX_CONCURRENT_STREAMS streams open meanwhile.
+        self.MAX_CLOSED_STREAMS = max_closed_streams
+        super().__init__(config)
+
     @property
     def open_inbound_streams(self) -> int:
         # h2 would answer a stream past SETTINGS_MAX_CONCURRENT_STREAMS with a connection error;
@@ -319,7 +327,8 @@ def new_h2_state(config: Config) -> ServerH2Connection:
             normalize_inbound_headers=False,
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
-        )
+        ),
+        max_closed_streams=2 * config.h2_max_concurrent_streams,
     )
     table = config.h2_max_header_table_size
     conn.incoming_buffer = CappedFrameBuffer(config.h2_max_header_block_size)
