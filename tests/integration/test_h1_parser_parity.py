@@ -1,8 +1,9 @@
 """One HTTP/1.1 behaviour on both parsers: `--http h11` is at least as strict as httptools.
 
 A table of raw requests runs on both parsers over a real socket; a seeded differential mutator
-then feeds a few thousand mutated requests (each followed by a blank line) to both connection classes (on a recording
-transport, so it stays fast) and asserts the same scopes or the same error status.
+then feeds a few thousand mutated requests to both connection classes through tests/h1_driver.py
+(the driver and normalisation the atheris harness tests/fuzz/fuzz_http1.py uses too) and asserts
+the same scopes or the same error status.
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ from typing import Any
 
 import pytest
 
-from roadrunner.config import Config
-from roadrunner.protocols.http1 import H11Connection, HttpToolsConnection
-from roadrunner.server import ServerState
+from tests import h1_driver
 from tests.helpers import RunningServer, read_body, run_server, status_of
 
 PARSERS = ["httptools", "h11"]
@@ -168,43 +167,6 @@ ALPHABET = [
 FUZZ_CASES = 4000
 
 
-class RecordingTransport(asyncio.Transport):
-    """An asyncio transport that keeps what was written and whether it was closed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.out = bytearray()
-        self.closed = False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 1234), "sockname": ("127.0.0.1", 8000)}.get(name, default)
-
-    def write(self, data: Any) -> None:
-        self.out += data
-
-    def writelines(self, data: Any) -> None:
-        for part in data:
-            self.out += part
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def can_write_eof(self) -> bool:
-        return True
-
-    def write_eof(self) -> None:
-        self.closed = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
 def mutate(rng: random.Random, data: bytes) -> bytes:
     for _ in range(rng.randint(1, 3)):
         pos = rng.randrange(len(data) + 1)
@@ -219,51 +181,9 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
     return data
 
 
-async def outcome(connection_class: Any, config: Config, data: bytes, cuts: list[int]) -> tuple[Any, ...]:
-    """What one connection made of `data`: the requests its app saw and the statuses sent."""
-    seen: list[tuple[Any, ...]] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = b""
-        while True:  # a request refused in its body is not one the app was given
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        seen.append((
-            scope["method"], scope["path"], scope["raw_path"], scope["query_string"],
-            scope["headers"], scope["http_version"], body,
-        ))
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    connection = connection_class(config, ServerState(), {})
-    connection.app = app
-    transport = RecordingTransport()
-    connection.connection_made(transport)
-    # The client's head ends: a parser that would wait for more has to judge what it has.
-    data += b"\r\n\r\n"
-    for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
-        connection.data_received(data[start:end])
-        await asyncio.sleep(0)
-    for _ in range(20):
-        await asyncio.sleep(0)
-    statuses = re.findall(rb"^HTTP/1\.1 (\d{3}) ", bytes(transport.out), re.M)
-    closed = transport.closed
-    connection.connection_lost(None)
-    for _ in range(5):
-        await asyncio.sleep(0)
-    return seen, statuses, closed
-
-
 def test_differential_mutations_agree() -> None:
     """Seeded mutations of valid requests: both parsers serve them alike or refuse them alike."""
-    configs = {
-        cls: Config(hello, http=name, lifespan="off", log_config=None, access_log=False)
-        for cls, name in ((HttpToolsConnection, "httptools"), (H11Connection, "h11"))
-    }
+    parser_configs = h1_driver.configs()
     rng = random.Random(15)
     error_log = logging.getLogger("roadrunner.error")
     disagreements: list[str] = []
@@ -274,8 +194,8 @@ def test_differential_mutations_agree() -> None:
             data = mutate(rng, rng.choice(SEEDS))
             # Segment boundaries too: the same cuts for both parsers.
             cuts = sorted(rng.sample(range(1, len(data)), min(rng.randint(0, 2), len(data) - 1)))
-            fast = await outcome(HttpToolsConnection, configs[HttpToolsConnection], data, cuts)
-            strict = await outcome(H11Connection, configs[H11Connection], data, cuts)
+            fast = await h1_driver.outcome("httptools", parser_configs["httptools"], data, cuts)
+            strict = await h1_driver.outcome("h11", parser_configs["h11"], data, cuts)
             if fast != strict:
                 disagreements.append(f"{data!r}\n  httptools: {fast}\n  h11:       {strict}")
         assert time.monotonic() - started < 60
