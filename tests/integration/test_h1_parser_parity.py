@@ -49,10 +49,18 @@ PARITY_CASES: dict[str, tuple[bytes, int, bool, bytes | None]] = {
     "h2_preface": (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400, True, None),
     # A bad target is a 400 before the version is judged (llhttp's order).
     "bad_target_odd_version": (b"GET chunked HTTP/0.1\r\nHost: x\r\n\r\n", 400, True, None),
+    # llhttp takes "*" followed by more as a target: still a bad target, judged before the version.
+    "asterisk_then_more_odd_version": (b"OPTIONS *= HTTP/0.1\r\nHost: x\r\n\r\n", 400, True, None),
     "quote_in_authority": (b'GET http://a"b/ HTTP/1.1\r\nHost: x\r\n\r\n', 400, True, None),
     "hash_in_authority": (b"GET http://a#b/p HTTP/1.1\r\nHost: x\r\n\r\n", 400, True, None),
     "digit_in_scheme": (b"GET htt9p://a/ HTTP/1.1\r\nHost: x\r\n\r\n", 400, True, None),
     "unknown_method": (b"POaT / HTTP/1.1\r\nHost: x\r\n\r\n", 400, True, None),
+    # RFC 9112 §3.2: more than one Host is a 400 in any request, HTTP/1.0 too (before its 501
+    # for chunked; an unsupported coding is judged first, as h11 does).
+    "two_hosts_http_1_0": (b"GET / HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n", 400, True, None),
+    "two_hosts_http_1_0_chunked": (
+        b"POST / HTTP/1.0\r\nHost: x\r\nHost: y\r\nTransfer-Encoding: chunked\r\n\r\n", 400, True, None
+    ),
     # RFC 9112 §3: runs of SP between the request-line parts are taken (llhttp does).
     "double_sp_in_request_line": (b"GET  /  HTTP/1.1\r\nHost: x\r\n\r\n", 200, False, b"host=x|"),
     # RFC 9112 §2.2: empty lines before a request line are ignored.
