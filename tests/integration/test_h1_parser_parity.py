@@ -79,6 +79,11 @@ PARITY_CASES: dict[str, tuple[bytes, int, bool, bytes | None]] = {
     "chunk_ext_not_a_token": (CHUNKED_HEAD + b"3;a b\r\nabc\r\n0\r\n\r\n", 400, True, None),
     "chunk_ext_lone_semicolon": (CHUNKED_HEAD + b"3;\r\nabc\r\n0\r\n\r\n", 400, True, None),
     "chunk_ext_ok": (CHUNKED_HEAD + b'3;a=b;c="d e";f=;;g\r\nabc\r\n0\r\n\r\n', 200, False, b"host=x;transfer-encoding=chunked|abc"),
+    # A field value reaches the app as sent: h11 lowercases Transfer-Encoding's, llhttp does not.
+    "te_value_case_kept": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chuNked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        200, False, b"host=x;transfer-encoding=chuNked|abc",
+    ),
     # Trailer fields (RFC 9110 §6.5) are not part of the scope; framing fields are refused.
     "trailer_not_in_scope": (CHUNKED_HEAD + b"3\r\nabc\r\n0\r\nX-T: v\r\n\r\n", 200, False, b"host=x;transfer-encoding=chunked|abc"),
     "ctl_in_trailer": (CHUNKED_HEAD + b"3\r\nabc\r\n0\r\nX-T: v\x7f\r\n\r\n", 400, True, None),

@@ -28,6 +28,15 @@ from roadrunner.protocols.http1.rules import (
 )
 
 
+def sent_coding(head: bytes) -> bytes:
+    """Transfer-Encoding's value as sent: h11 lowercases it (llhttp hands it over as it is).
+
+    h11 has taken exactly one such field, "chunked" in any case, so it is found after the name.
+    """
+    start = head.lower().find(b"chunked", TE_FIELD.search(head).end())  # type: ignore[union-attr]
+    return head[start:start + 7]
+
+
 class ChunkLines:
     """Follows a chunked body (RFC 9112 §7.1) beside h11 for the rules h11 is lax on.
 
@@ -190,7 +199,10 @@ class H11Connection(H1Connection):
                 if target_refused(event.method, event.target):
                     raise RequestRejected(400, "invalid request target")  # llhttp: before the version
                 version = served_version(event.method, event.http_version.decode("ascii"))
-                headers = [(name, value) for name, value in event.headers]
+                headers = [
+                    (name, sent_coding(block) if name == b"transfer-encoding" else value)
+                    for name, value in event.headers
+                ]
                 self.check_header_limits(headers)
                 self.begin_request(event.method, event.target, version, headers)
                 if self.upgraded_to is not None or self.transport.is_closing():
