@@ -95,6 +95,10 @@ PARITY_CASES: dict[str, tuple[bytes, int, bool, bytes | None]] = {
     "content_length_and_te_gzip": (
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: gzip\r\n\r\nabc", 400, True, None
     ),
+    # h11 merges equal Content-Length fields into one; llhttp refuses the repeat (RFC 9112 §6.3).
+    "repeated_equal_content_length": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\nabc", 400, True, None
+    ),
     "chunked_not_last": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400, True, None),
     "chunked_then_other_field": (
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n", 400, True, None

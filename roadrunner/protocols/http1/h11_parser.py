@@ -192,6 +192,9 @@ class H11Connection(H1Connection):
                 block = head[: end.end()] if end else head
                 if INVALID_HEAD.search(block) or TE_TAB.search(block):
                     raise RequestRejected(400, "invalid character, line end or line folding in head")
+                if len(CL_FIELD.findall(block)) > 1:
+                    # RFC 9112 §6.3: h11 merges equal Content-Length fields; llhttp refuses them.
+                    raise RequestRejected(400, "invalid or repeated Content-Length")
                 self.in_head = False
                 self.head_bytes.clear()
                 if event.method not in KNOWN_METHODS:
