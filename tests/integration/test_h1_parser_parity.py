@@ -99,6 +99,9 @@ PARITY_CASES: dict[str, tuple[bytes, int, bool, bytes | None]] = {
     "repeated_equal_content_length": (
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\nabc", 400, True, None
     ),
+    "repeated_content_length_two_hosts_odd_version": (  # llhttp: before Host and the version
+        b"POST / HTTP/9.9\r\nHost: x\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na", 400, True, None
+    ),
     "chunked_not_last": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400, True, None),
     "chunked_then_other_field": (
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n", 400, True, None

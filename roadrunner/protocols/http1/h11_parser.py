@@ -134,6 +134,8 @@ class H11Connection(H1Connection):
             return 400
         if TE_FIELD.search(head) and CL_FIELD.search(head):
             return 400  # RFC 9112 §6.1: both framings is a 400 before any coding is judged
+        if len(CL_FIELD.findall(head)) > 1:
+            return 400  # RFC 9112 §6.3: llhttp refuses a repeat before Host and the version
         line = REQUEST_LINE.match(head)
         if line is None:
             return 400 if b"\n" in head else status
