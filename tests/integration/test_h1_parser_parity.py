@@ -1,8 +1,9 @@
 """One HTTP/1.1 behaviour on both parsers: `--http h11` is at least as strict as httptools.
 
 A table of raw requests runs on both parsers over a real socket; a seeded differential mutator
-then feeds a few thousand mutated requests (each followed by a blank line) to both connection classes (on a recording
-transport, so it stays fast) and asserts the same scopes or the same error status.
+then feeds a few thousand mutated requests to both connection classes through tests/h1_driver.py
+(the driver and normalisation the atheris harness tests/fuzz/fuzz_http1.py uses too) and asserts
+the same scopes or the same error status.
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ from typing import Any
 
 import pytest
 
-from roadrunner.config import Config
-from roadrunner.protocols.http1 import H11Connection, HttpToolsConnection
-from roadrunner.server import ServerState
+from tests import h1_driver
 from tests.helpers import RunningServer, read_body, run_server, status_of
 
 PARSERS = ["httptools", "h11"]
@@ -50,10 +49,18 @@ PARITY_CASES: dict[str, tuple[bytes, int, bool, bytes | None]] = {
     "h2_preface": (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400, True, None),
     # A bad target is a 400 before the version is judged (llhttp's order).
     "bad_target_odd_version": (b"GET chunked HTTP/0.1\r\nHost: x\r\n\r\n", 400, True, None),
+    # llhttp takes "*" followed by more as a target: still a bad target, judged before the version.
+    "asterisk_then_more_odd_version": (b"OPTIONS *= HTTP/0.1\r\nHost: x\r\n\r\n", 400, True, None),
     "quote_in_authority": (b'GET http://a"b/ HTTP/1.1\r\nHost: x\r\n\r\n', 400, True, None),
     "hash_in_authority": (b"GET http://a#b/p HTTP/1.1\r\nHost: x\r\n\r\n", 400, True, None),
     "digit_in_scheme": (b"GET htt9p://a/ HTTP/1.1\r\nHost: x\r\n\r\n", 400, True, None),
     "unknown_method": (b"POaT / HTTP/1.1\r\nHost: x\r\n\r\n", 400, True, None),
+    # RFC 9112 §3.2: more than one Host is a 400 in any request, HTTP/1.0 too (before its 501
+    # for chunked; an unsupported coding is judged first, as h11 does).
+    "two_hosts_http_1_0": (b"GET / HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n", 400, True, None),
+    "two_hosts_http_1_0_chunked": (
+        b"POST / HTTP/1.0\r\nHost: x\r\nHost: y\r\nTransfer-Encoding: chunked\r\n\r\n", 400, True, None
+    ),
     # RFC 9112 §3: runs of SP between the request-line parts are taken (llhttp does).
     "double_sp_in_request_line": (b"GET  /  HTTP/1.1\r\nHost: x\r\n\r\n", 200, False, b"host=x|"),
     # RFC 9112 §2.2: empty lines before a request line are ignored.
@@ -72,6 +79,11 @@ PARITY_CASES: dict[str, tuple[bytes, int, bool, bytes | None]] = {
     "chunk_ext_not_a_token": (CHUNKED_HEAD + b"3;a b\r\nabc\r\n0\r\n\r\n", 400, True, None),
     "chunk_ext_lone_semicolon": (CHUNKED_HEAD + b"3;\r\nabc\r\n0\r\n\r\n", 400, True, None),
     "chunk_ext_ok": (CHUNKED_HEAD + b'3;a=b;c="d e";f=;;g\r\nabc\r\n0\r\n\r\n', 200, False, b"host=x;transfer-encoding=chunked|abc"),
+    # A field value reaches the app as sent: h11 lowercases Transfer-Encoding's, llhttp does not.
+    "te_value_case_kept": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chuNked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        200, False, b"host=x;transfer-encoding=chuNked|abc",
+    ),
     # Trailer fields (RFC 9110 §6.5) are not part of the scope; framing fields are refused.
     "trailer_not_in_scope": (CHUNKED_HEAD + b"3\r\nabc\r\n0\r\nX-T: v\r\n\r\n", 200, False, b"host=x;transfer-encoding=chunked|abc"),
     "ctl_in_trailer": (CHUNKED_HEAD + b"3\r\nabc\r\n0\r\nX-T: v\x7f\r\n\r\n", 400, True, None),
@@ -82,6 +94,13 @@ PARITY_CASES: dict[str, tuple[bytes, int, bool, bytes | None]] = {
     "empty_transfer_encoding": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\n\r\n", 400, True, None),
     "content_length_and_te_gzip": (
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: gzip\r\n\r\nabc", 400, True, None
+    ),
+    # h11 merges equal Content-Length fields into one; llhttp refuses the repeat (RFC 9112 §6.3).
+    "repeated_equal_content_length": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\nabc", 400, True, None
+    ),
+    "repeated_content_length_two_hosts_odd_version": (  # llhttp: before Host and the version
+        b"POST / HTTP/9.9\r\nHost: x\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na", 400, True, None
     ),
     "chunked_not_last": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400, True, None),
     "chunked_then_other_field": (
@@ -168,43 +187,6 @@ ALPHABET = [
 FUZZ_CASES = 4000
 
 
-class RecordingTransport(asyncio.Transport):
-    """An asyncio transport that keeps what was written and whether it was closed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.out = bytearray()
-        self.closed = False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 1234), "sockname": ("127.0.0.1", 8000)}.get(name, default)
-
-    def write(self, data: Any) -> None:
-        self.out += data
-
-    def writelines(self, data: Any) -> None:
-        for part in data:
-            self.out += part
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def can_write_eof(self) -> bool:
-        return True
-
-    def write_eof(self) -> None:
-        self.closed = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
 def mutate(rng: random.Random, data: bytes) -> bytes:
     for _ in range(rng.randint(1, 3)):
         pos = rng.randrange(len(data) + 1)
@@ -219,51 +201,9 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
     return data
 
 
-async def outcome(connection_class: Any, config: Config, data: bytes, cuts: list[int]) -> tuple[Any, ...]:
-    """What one connection made of `data`: the requests its app saw and the statuses sent."""
-    seen: list[tuple[Any, ...]] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = b""
-        while True:  # a request refused in its body is not one the app was given
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        seen.append((
-            scope["method"], scope["path"], scope["raw_path"], scope["query_string"],
-            scope["headers"], scope["http_version"], body,
-        ))
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    connection = connection_class(config, ServerState(), {})
-    connection.app = app
-    transport = RecordingTransport()
-    connection.connection_made(transport)
-    # The client's head ends: a parser that would wait for more has to judge what it has.
-    data += b"\r\n\r\n"
-    for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
-        connection.data_received(data[start:end])
-        await asyncio.sleep(0)
-    for _ in range(20):
-        await asyncio.sleep(0)
-    statuses = re.findall(rb"^HTTP/1\.1 (\d{3}) ", bytes(transport.out), re.M)
-    closed = transport.closed
-    connection.connection_lost(None)
-    for _ in range(5):
-        await asyncio.sleep(0)
-    return seen, statuses, closed
-
-
 def test_differential_mutations_agree() -> None:
     """Seeded mutations of valid requests: both parsers serve them alike or refuse them alike."""
-    configs = {
-        cls: Config(hello, http=name, lifespan="off", log_config=None, access_log=False)
-        for cls, name in ((HttpToolsConnection, "httptools"), (H11Connection, "h11"))
-    }
+    parser_configs = h1_driver.configs()
     rng = random.Random(15)
     error_log = logging.getLogger("roadrunner.error")
     disagreements: list[str] = []
@@ -274,8 +214,8 @@ def test_differential_mutations_agree() -> None:
             data = mutate(rng, rng.choice(SEEDS))
             # Segment boundaries too: the same cuts for both parsers.
             cuts = sorted(rng.sample(range(1, len(data)), min(rng.randint(0, 2), len(data) - 1)))
-            fast = await outcome(HttpToolsConnection, configs[HttpToolsConnection], data, cuts)
-            strict = await outcome(H11Connection, configs[H11Connection], data, cuts)
+            fast = await h1_driver.outcome("httptools", parser_configs["httptools"], data, cuts)
+            strict = await h1_driver.outcome("h11", parser_configs["h11"], data, cuts)
             if fast != strict:
                 disagreements.append(f"{data!r}\n  httptools: {fast}\n  h11:       {strict}")
         assert time.monotonic() - started < 60

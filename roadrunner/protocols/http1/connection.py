@@ -296,11 +296,13 @@ class H1Connection(asyncio.Protocol):
             if content_length is not None:
                 # RFC 9112 §6.1: both framings present is a smuggling attempt.
                 raise RequestRejected(400, "both Transfer-Encoding and Content-Length")
-            if transfer_encoding.strip().lower() != b"chunked" or http_version != "1.1":
+            if transfer_encoding.strip().lower() != b"chunked":
                 raise RequestRejected(501, "unsupported Transfer-Encoding")
-        if hosts != 1 and http_version == "1.1":
-            # RFC 9112 §3.2: exactly one Host header in an HTTP/1.1 request.
+        if hosts > 1 or (hosts == 0 and http_version == "1.1"):
+            # RFC 9112 §3.2: one Host in an HTTP/1.1 request, never more than one in any request.
             raise RequestRejected(400, "missing or repeated Host header")
+        if transfer_encoding is not None and http_version != "1.1":
+            raise RequestRejected(501, "unsupported Transfer-Encoding")
         if connection_tokens is not None:
             if b"close" in connection_tokens:
                 keep_alive = False

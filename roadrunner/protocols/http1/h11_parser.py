@@ -28,6 +28,15 @@ from roadrunner.protocols.http1.rules import (
 )
 
 
+def sent_coding(head: bytes) -> bytes:
+    """Transfer-Encoding's value as sent: h11 lowercases it (llhttp hands it over as it is).
+
+    h11 has taken exactly one such field, "chunked" in any case, so it is found after the name.
+    """
+    start = head.lower().find(b"chunked", TE_FIELD.search(head).end())  # type: ignore[union-attr]
+    return head[start:start + 7]
+
+
 class ChunkLines:
     """Follows a chunked body (RFC 9112 §7.1) beside h11 for the rules h11 is lax on.
 
@@ -125,6 +134,8 @@ class H11Connection(H1Connection):
             return 400
         if TE_FIELD.search(head) and CL_FIELD.search(head):
             return 400  # RFC 9112 §6.1: both framings is a 400 before any coding is judged
+        if len(CL_FIELD.findall(head)) > 1:
+            return 400  # RFC 9112 §6.3: llhttp refuses a repeat before Host and the version
         line = REQUEST_LINE.match(head)
         if line is None:
             return 400 if b"\n" in head else status
@@ -183,6 +194,9 @@ class H11Connection(H1Connection):
                 block = head[: end.end()] if end else head
                 if INVALID_HEAD.search(block) or TE_TAB.search(block):
                     raise RequestRejected(400, "invalid character, line end or line folding in head")
+                if len(CL_FIELD.findall(block)) > 1:
+                    # RFC 9112 §6.3: h11 merges equal Content-Length fields; llhttp refuses them.
+                    raise RequestRejected(400, "invalid or repeated Content-Length")
                 self.in_head = False
                 self.head_bytes.clear()
                 if event.method not in KNOWN_METHODS:
@@ -190,7 +204,10 @@ class H11Connection(H1Connection):
                 if target_refused(event.method, event.target):
                     raise RequestRejected(400, "invalid request target")  # llhttp: before the version
                 version = served_version(event.method, event.http_version.decode("ascii"))
-                headers = [(name, value) for name, value in event.headers]
+                headers = [
+                    (name, sent_coding(block) if name == b"transfer-encoding" else value)
+                    for name, value in event.headers
+                ]
                 self.check_header_limits(headers)
                 self.begin_request(event.method, event.target, version, headers)
                 if self.upgraded_to is not None or self.transport.is_closing():

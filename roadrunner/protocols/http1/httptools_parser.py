@@ -8,6 +8,7 @@ from roadrunner.protocols.http1.connection import H1Connection
 from roadrunner.protocols.http1.rules import (
     RequestRejected,
     served_version,
+    target_refused,
 )
 
 try:
@@ -110,6 +111,9 @@ class HttpToolsConnection(H1Connection):
         self.in_head = False
         parser = self.parser
         method = parser.get_method()
+        if target_refused(method, self.url):
+            # llhttp takes "*" followed by more as a target: refused here, before the version.
+            raise RequestRejected(400, "invalid request target")
         version = served_version(method, parser.get_http_version())
         self.begin_request(method, self.url, version, self.headers)
 
