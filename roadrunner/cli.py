@@ -14,6 +14,7 @@ import click
 
 import roadrunner
 from roadrunner.config import (
+    HTTP2_ENGINE_CHOICES,
     HTTP_CHOICES,
     INTERFACE_CHOICES,
     LIFESPAN_CHOICES,
@@ -52,6 +53,7 @@ def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
 @click.option("--workers", type=int, default=None, envvar=["ROADRUNNER_WORKERS", "WEB_CONCURRENCY"], help="Number of worker processes. Defaults to $WEB_CONCURRENCY or 1.")
 @click.option("--loop", type=click.Choice(LOOP_CHOICES), default="auto", show_default=True, help="Event loop implementation.")
 @click.option("--http", type=click.Choice(HTTP_CHOICES), default="auto", show_default=True, help="HTTP/1.1 protocol implementation.")
+@click.option("--http2-engine", type=click.Choice(HTTP2_ENGINE_CHOICES), default="auto", show_default=True, help="HTTP/2 engine: nghttp2 (compiled, libnghttp2) or h2 (pure Python); auto takes nghttp2 when it is built.")
 @click.option("--ws", type=click.Choice(WS_CHOICES), default="auto", show_default=True, help="WebSocket protocol implementation.")
 @click.option("--ws-max-size", type=int, default=16777216, show_default=True, help="WebSocket max message size in bytes.")
 @click.option("--ws-max-queue", type=int, default=32, show_default=True, help="Max queued incoming WebSocket messages.")
