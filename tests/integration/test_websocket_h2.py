@@ -20,6 +20,9 @@ from wsproto.extensions import PerMessageDeflate
 from tests.helpers import run_server
 from tests.integration.test_websocket import echo_app
 
+# Every test here runs once per HTTP/2 engine (nghttp2, h2): see the http2_engine fixture.
+pytestmark = pytest.mark.usefixtures("http2_engine")
+
 
 class H2WebSocketClient:
     """Opens one Extended CONNECT stream and speaks WebSocket over it."""
