@@ -234,9 +234,7 @@ cdef int stream_close_cb(nghttp2_session *s, int32_t stream_id, uint32_t error_c
         self.outbound.pop(stream_id, None)
         self.length_left.pop(stream_id, None)
         self.remote_ended.discard(stream_id)
-        self.closed_ids[stream_id] = None
-        if len(self.closed_ids) > CLOSED_MEMORY:
-            del self.closed_ids[next(iter(self.closed_ids))]
+        self.remember_closed(stream_id)
     except BaseException:
         return NGHTTP2_ERR_CALLBACK_FAILURE
     return 0
@@ -570,6 +568,9 @@ cdef class Session:
             event.delta = frame.window_update.window_size_increment
             events.append(event)
         elif kind == NGHTTP2_RST_STREAM:
+            if stream_id in self.closed_ids:
+                return  # on a stream already closed: nothing to cancel, as on h2 (no event)
+            self.remember_closed(stream_id)
             event = StreamReset.__new__(StreamReset)
             event.stream_id = stream_id
             event.error_code = frame.rst_stream.error_code
@@ -587,6 +588,13 @@ cdef class Session:
         elif kind == NGHTTP2_GOAWAY:
             self.goaway_received = True
             events.append(ConnectionTerminated())
+
+    cdef remember_closed(self, int32_t stream_id):
+        closed = self.closed_ids
+        if stream_id not in closed:
+            closed[stream_id] = None
+            if len(closed) > CLOSED_MEMORY:
+                del closed[next(iter(closed))]
 
     cdef object end_event(self, int32_t stream_id):
         self.remote_ended.add(stream_id)

@@ -32,7 +32,11 @@ try:
     IMPORT_ERROR = ""
 except ImportError as exc:  # not built: no compiler or no libnghttp2-dev at install time
     _nghttp2 = None
-    IMPORT_ERROR = str(exc) or "roadrunner.protocols._nghttp2 is not built"
+    IMPORT_ERROR = (
+        "roadrunner was installed without it: reinstall with a C compiler and libnghttp2-dev"
+        if exc.name in (None, "roadrunner.protocols", "roadrunner.protocols._nghttp2")
+        else str(exc)  # e.g. libnghttp2.so.14 missing at run time
+    )
 
 
 def nghttp2_missing() -> str:
