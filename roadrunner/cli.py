@@ -25,6 +25,8 @@ from roadrunner.config import (
     WS_CHOICES,
 )
 from roadrunner.main import STARTUP_FAILURE, run
+from roadrunner.middleware.proxy_headers import DEFAULT_MODE as DEFAULT_PROXY_HEADERS_MODE
+from roadrunner.middleware.proxy_headers import MODES as PROXY_HEADERS_MODES
 
 LEVEL_CHOICES = click.Choice(list(LOG_LEVELS.keys()))
 
@@ -51,10 +53,11 @@ def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
 @click.option("--reload-exclude", "reload_excludes", multiple=True, help="Glob patterns to exclude while watching.")
 @click.option("--reload-delay", type=float, default=0.25, show_default=True, help="Delay between previous and next check.")
 @click.option("--workers", type=int, default=None, envvar=["ROADRUNNER_WORKERS", "WEB_CONCURRENCY"], help="Number of worker processes. Defaults to $WEB_CONCURRENCY or 1.")
-@click.option("--loop", type=click.Choice(LOOP_CHOICES), default="auto", show_default=True, help="Event loop implementation.")
-@click.option("--http", type=click.Choice(HTTP_CHOICES), default="auto", show_default=True, help="HTTP/1.1 protocol implementation.")
+@click.option("--loop", type=str, metavar=f"[{'|'.join(c for c in LOOP_CHOICES if c != 'none')}]", default="auto", show_default=True, help="Event loop factory implementation, or a module:attribute loop factory.")
+@click.option("--http", type=str, metavar=f"[{'|'.join(HTTP_CHOICES)}]", default="auto", show_default=True, help="HTTP/1.1 protocol implementation (zttp is refused: HTTP/2 is built in).")
+@click.option("--http2", is_flag=True, default=False, show_default=True, help="Enable HTTP/2 support (adds h2 to --protocols).")
 @click.option("--http2-engine", type=click.Choice(HTTP2_ENGINE_CHOICES), default="auto", show_default=True, help="HTTP/2 engine: nghttp2 (compiled, libnghttp2) or h2 (pure Python); auto takes nghttp2 when it is built.")
-@click.option("--ws", type=click.Choice(WS_CHOICES), default="auto", show_default=True, help="WebSocket protocol implementation.")
+@click.option("--ws", type=str, metavar=f"[{'|'.join(c for c in WS_CHOICES if c != 'none')}]", default="auto", show_default=True, help="WebSocket protocol implementation.")
 @click.option("--ws-max-size", type=int, default=16777216, show_default=True, help="WebSocket max message size in bytes.")
 @click.option("--ws-max-queue", type=int, default=32, show_default=True, help="Max queued incoming WebSocket messages.")
 @click.option("--ws-ping-interval", type=float, default=20.0, show_default=True, help="WebSocket ping interval in seconds.")
@@ -68,10 +71,10 @@ def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
 @click.option("--log-level", type=LEVEL_CHOICES, default=None, help="Log level. [default: info]")
 @click.option("--access-log/--no-access-log", default=True, is_flag=True, help="Enable/Disable access log.")
 @click.option("--use-colors/--no-use-colors", default=None, help="Enable/Disable colorized logging.")
-@click.option("--proxy-headers/--no-proxy-headers", default=True, is_flag=True, help="Trust X-Forwarded-Proto and X-Forwarded-For from --forwarded-allow-ips.")
+@click.option("--proxy-headers/--no-proxy-headers", default=True, is_flag=True, help="Enable/Disable X-Forwarded-Proto, X-Forwarded-For to populate url scheme and remote address info (more headers: --proxy-headers-mode).")
 @click.option("--server-header/--no-server-header", default=True, is_flag=True, help="Enable/Disable default Server header.")
 @click.option("--date-header/--no-date-header", default=True, is_flag=True, help="Enable/Disable default Date header.")
-@click.option("--forwarded-allow-ips", type=str, default=None, help="Comma separated IPs/CIDRs to trust with proxy headers ('*' for all). Defaults to $FORWARDED_ALLOW_IPS or 127.0.0.1.")
+@click.option("--forwarded-allow-ips", type=str, default=None, help="Comma separated IPs/CIDRs (or literals such as a unix socket path) to trust with proxy headers ('*' for all). Defaults to $FORWARDED_ALLOW_IPS or '127.0.0.1,::1'.")
 @click.option("--root-path", type=str, default="", help="Set the ASGI 'root_path' for apps mounted below a URL path.")
 @click.option("--limit-concurrency", type=int, default=None, help="Maximum concurrent connections or tasks before answering 503.")
 @click.option("--backlog", type=int, default=2048, show_default=True, help="Maximum number of connections to hold in backlog.")
@@ -86,12 +89,13 @@ def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
 @click.option("--ssl-version", type=int, default=int(SSL_PROTOCOL_VERSION), show_default=True, help="SSL version to use (see stdlib ssl module's).")
 @click.option("--ssl-cert-reqs", type=int, default=int(ssl.CERT_NONE), show_default=True, help="Whether client certificate is required (see stdlib ssl module's).")
 @click.option("--ssl-ca-certs", type=str, default=None, help="CA certificates file.")
-@click.option("--ssl-ciphers", type=str, default="TLSv1", show_default=True, help="Ciphers to use (see stdlib ssl module's).")
+@click.option("--ssl-ciphers", type=str, default=None, show_default=True, help="Ciphers to use (see stdlib ssl module's). Defaults to OpenSSL's safe defaults.")
 @click.option("--header", "headers", multiple=True, help="Specify custom default HTTP response headers as a Name:Value pair.")
 @click.option("--version", is_flag=True, callback=print_version, expose_value=False, is_eager=True, help="Display the roadrunner version and exit.")
 @click.option("--app-dir", default="", show_default=True, help="Look for APP in the specified directory, by adding this to the PYTHONPATH.")
 @click.option("--h11-max-incomplete-event-size", type=int, default=None, help="For h11, the maximum number of bytes to buffer of an incomplete event.")
-@click.option("--factory", is_flag=True, default=False, help="Treat APP as an application factory.")
+@click.option("--reset-contextvars", is_flag=True, default=False, show_default=True, help="Run each ASGI request in a fresh contextvars.Context. Hides context set in the lifespan.")
+@click.option("--factory", is_flag=True, default=False, show_default=True, help="Treat APP as an application factory, i.e. a () -> <ASGI app> callable.")
 # roadrunner's own options
 @click.option("--protocols", type=str, default=None, help="Comma list of h1,h2,h3. [default: h1, plus h2 with TLS]")
 @click.option("--limit-request-line", type=int, default=8192, show_default=True, help="Maximum request-line length (414 above).")
@@ -131,7 +135,7 @@ def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
 @click.option("--h3-qpack-blocked-streams", type=int, default=16, show_default=True, help="QPACK streams that may wait for dynamic-table updates.")
 @click.option("--h3-gso/--no-h3-gso", default=True, show_default=True, help="Batch outgoing QUIC datagrams with Linux UDP GSO when available.")
 # edge middleware (roadrunner.middleware.stack), all off by default
-@click.option("--proxy-headers-mode", type=click.Choice(["auto", "x-forwarded", "forwarded"]), default="auto", show_default=True, help="Which forwarding headers to trust: X-Forwarded-*, RFC 7239 Forwarded, or auto (X-Forwarded-* when present).")
+@click.option("--proxy-headers-mode", type=click.Choice(PROXY_HEADERS_MODES), default=DEFAULT_PROXY_HEADERS_MODE, show_default=True, help="Which forwarding headers --proxy-headers trusts: X-Forwarded-For/-Proto only (as uvicorn); x-forwarded adds X-Forwarded-Host/-Port; forwarded is RFC 7239 Forwarded; auto is x-forwarded when present, else Forwarded.")
 @click.option("--cors-allow-origin", "cors_allow_origins", multiple=True, help="Enable CORS for this origin ('*' for any). Repeatable.")
 @click.option("--cors-allow-origin-regex", type=str, default=None, help="Enable CORS for origins fully matching this regex.")
 @click.option("--cors-allow-methods", type=str, default="GET,HEAD,POST", show_default=True, help="CORS allowed methods, comma list ('*' reflects the request).")

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
-import inspect
 import ipaddress
-import json
 import logging
 import logging.config
 import os
@@ -17,84 +14,51 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from roadrunner.logging import LOGGING_CONFIG, TRACE_LOG_LEVEL
+from roadrunner.importer import (
+    AppImportError,
+    ASGI2Middleware,
+    call_factory,
+    import_from_string,
+    is_asgi3,
+    load_app,
+    wsgi_middleware,
+)
+from roadrunner.logging import LOG_LEVELS, LOGGING_CONFIG, configure_logging
+
+__all__ = [
+    "AppImportError", "ASGI2Middleware", "Config", "ConfigError", "LOG_LEVELS", "import_from_string",
+]
 
 logger = logging.getLogger("roadrunner.error")
 
-LOG_LEVELS: dict[str, int] = {
-    "critical": logging.CRITICAL,
-    "error": logging.ERROR,
-    "warning": logging.WARNING,
-    "info": logging.INFO,
-    "debug": logging.DEBUG,
-    "trace": TRACE_LOG_LEVEL,
-}
-LOOP_CHOICES = ("auto", "asyncio", "uvloop")
-HTTP_CHOICES = ("auto", "h11", "httptools")
+# uvicorn 0.54's sets; --loop also takes a "module:attribute" loop factory.
+LOOP_CHOICES = ("none", "auto", "asyncio", "uvloop", "zuvloop")
+HTTP_CHOICES = ("auto", "h11", "httptools", "zttp")
 HTTP2_ENGINE_CHOICES = ("auto", "nghttp2", "h2")
 WS_CHOICES = ("auto", "none", "wsproto", "websockets", "websockets-sansio")
 LIFESPAN_CHOICES = ("auto", "on", "off")
-INTERFACE_CHOICES = ("auto", "asgi3", "asgi2")
+INTERFACE_CHOICES = ("auto", "asgi3", "asgi2", "wsgi")
 PROTOCOL_CHOICES = ("h1", "h2", "h3")
 PROXY_PROTOCOL_CHOICES = ("off", "v1", "v2", "auto")
 # Features whose issue has not landed yet: accepted and validated, refused with a clear message.
 NOT_YET_AVAILABLE: dict[str, str] = {}
+# uvicorn's choices that have no meaning here: refused with one line (exit 3).
+REFUSED_CHOICES: dict[tuple[str, str], str] = {
+    ("http", "zttp"): (
+        "--http zttp is uvicorn's zttp protocol, which roadrunner does not use: its own HTTP/1.1 "
+        "parsers serve (--http auto, h11 or httptools) and HTTP/2 is built in (--http2)."
+    ),
+}
+# --proxy-headers trusts X-Forwarded-For and -Proto only, as uvicorn (middleware/proxy_headers.py).
+DEFAULT_PROXY_HEADERS_MODE = "x-forwarded-for-proto"
+# uvicorn 0.54: $FORWARDED_ALLOW_IPS, else the IPv4 and IPv6 loopback addresses.
+DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"
 
 SSL_PROTOCOL_VERSION = ssl.PROTOCOL_TLS_SERVER
 
 
 class ConfigError(Exception):
     """An option is invalid; the CLI prints it as one line and exits 3."""
-
-
-class AppImportError(Exception):
-    """The application could not be imported."""
-
-
-def import_from_string(import_str: Any) -> Any:
-    """Import "module:attribute" (attribute may be dotted)."""
-    if not isinstance(import_str, str):
-        return import_str
-    module_str, _, attrs_str = import_str.partition(":")
-    if not module_str or not attrs_str:
-        raise AppImportError(
-            f'Import string "{import_str}" must be in format "<module>:<attribute>".'
-        )
-    try:
-        module = importlib.import_module(module_str)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_str:
-            raise
-        raise AppImportError(f'Could not import module "{module_str}".') from None
-    instance: Any = module
-    try:
-        for attr in attrs_str.split("."):
-            instance = getattr(instance, attr)
-    except AttributeError:
-        raise AppImportError(
-            f'Attribute "{attrs_str}" not found in module "{module_str}".'
-        ) from None
-    return instance
-
-
-def _is_asgi3(app: Any) -> bool:
-    if inspect.isclass(app):
-        return hasattr(app, "__await__")
-    if inspect.isfunction(app) or inspect.ismethod(app):
-        return asyncio.iscoroutinefunction(app)
-    call = getattr(app, "__call__", None)  # noqa: B004
-    return asyncio.iscoroutinefunction(call)
-
-
-class ASGI2Middleware:
-    """Adapts an ASGI2 (double-callable) application to ASGI3."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        instance = self.app(scope)
-        await instance(receive, send)
 
 
 def parse_protocols(value: str | Sequence[str] | None, tls: bool) -> tuple[str, ...]:
@@ -119,7 +83,7 @@ def parse_protocols(value: str | Sequence[str] | None, tls: bool) -> tuple[str, 
 def parse_trusted_hosts(value: str | Sequence[str] | None) -> list[str]:
     """Parse --forwarded-allow-ips: comma list of IPs, CIDRs, '*' or unix socket names."""
     if value is None:
-        value = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+        value = os.environ.get("FORWARDED_ALLOW_IPS", DEFAULT_FORWARDED_ALLOW_IPS)
     items = value.split(",") if isinstance(value, str) else list(value)
     return [item.strip() for item in items if item.strip()]
 
@@ -136,6 +100,7 @@ class Config:
         fd: int | None = None,
         loop: str = "auto",
         http: str = "auto",
+        http2: bool = False,
         ws: str = "auto",
         ws_max_size: int = 16 * 1024 * 1024,
         ws_max_queue: int = 32,
@@ -176,10 +141,12 @@ class Config:
         ssl_version: int = SSL_PROTOCOL_VERSION,
         ssl_cert_reqs: int = ssl.CERT_NONE,
         ssl_ca_certs: str | None = None,
-        ssl_ciphers: str = "TLSv1",
+        ssl_ciphers: str | None = None,
+        ssl_context_factory: Callable[[Config, Callable[[], ssl.SSLContext]], ssl.SSLContext] | None = None,
         headers: list[tuple[str, str]] | None = None,
         factory: bool = False,
         h11_max_incomplete_event_size: int | None = None,
+        reset_contextvars: bool = False,
         app_dir: str | None = None,
         # roadrunner's own options
         protocols: str | Sequence[str] | None = None,
@@ -222,7 +189,7 @@ class Config:
         h3_qpack_blocked_streams: int = 16,
         h3_gso: bool = True,
         # edge middleware (roadrunner.middleware.stack), all off by default
-        proxy_headers_mode: str = "auto",
+        proxy_headers_mode: str = DEFAULT_PROXY_HEADERS_MODE,
         cors_allow_origins: list[str] | str | None = None,
         cors_allow_origin_regex: str | None = None,
         cors_allow_methods: list[str] | str | None = "GET,HEAD,POST",
@@ -247,6 +214,7 @@ class Config:
         self.fd = fd
         self.loop = loop
         self.http = http
+        self.http2 = http2
         self.ws = ws
         self.ws_max_size = ws_max_size
         self.ws_max_queue = ws_max_queue
@@ -283,10 +251,12 @@ class Config:
         self.ssl_cert_reqs = ssl_cert_reqs
         self.ssl_ca_certs = ssl_ca_certs
         self.ssl_ciphers = ssl_ciphers
+        self.ssl_context_factory = ssl_context_factory
         self.headers: list[tuple[str, str]] = list(headers or [])
         self.encoded_headers: list[tuple[bytes, bytes]] = []
         self.factory = factory
         self.h11_max_incomplete_event_size = h11_max_incomplete_event_size
+        self.reset_contextvars = reset_contextvars
         self.app_dir = app_dir
         self.limit_request_line = limit_request_line
         self.limit_request_headers_size = limit_request_headers_size
@@ -349,6 +319,9 @@ class Config:
 
         self.validate_choices()
         self.protocols = parse_protocols(protocols, tls=self.is_ssl)
+        if self.http2 and "h2" not in self.protocols:
+            # uvicorn's --http2 switch: serve HTTP/2 beside the protocols already chosen.
+            self.protocols = (*self.protocols, "h2")
         self.validate_h3()
         self.configure_logging()
 
@@ -363,7 +336,13 @@ class Config:
         )
         if env_file is not None:
             self.load_env_file(env_file)
+        if workers is None and "WEB_CONCURRENCY" in os.environ:
+            self.workers = int(os.environ["WEB_CONCURRENCY"])
         self.forwarded_allow_ips = parse_trusted_hosts(forwarded_allow_ips)
+        if self.reload and self.workers > 1:
+            # As uvicorn: one reloading process; --workers is ignored.
+            logger.warning('"workers" flag is ignored when reloading is enabled.')
+            self.workers = 1
 
     # -- validation ------------------------------------------------------------------------------
 
@@ -381,6 +360,8 @@ class Config:
         for name, value, choices in checks:
             if isinstance(value, str) and value not in choices and ":" not in value:
                 raise ConfigError(f"Invalid value {value!r} for --{name} (choose from {', '.join(choices)}).")
+            if (name, value) in REFUSED_CHOICES:
+                raise ConfigError(REFUSED_CHOICES[(name, value)])
         positive = {
             "limit_request_line": self.limit_request_line,
             "limit_request_headers_size": self.limit_request_headers_size,
@@ -434,7 +415,7 @@ class Config:
 
     @property
     def is_ssl(self) -> bool:
-        return bool(self.ssl_keyfile or self.ssl_certfile)
+        return bool(self.ssl_keyfile or self.ssl_certfile or self.ssl_context_factory)
 
     @property
     def use_subprocess(self) -> bool:
@@ -444,49 +425,23 @@ class Config:
     def asgi_version(self) -> str:
         return "2.0" if self.interface == "asgi2" else "3.0"
 
+    @property
+    def should_reload(self) -> bool:
+        return isinstance(self.app, str) and self.reload
+
     def load_env_file(self, env_file: str | os.PathLike[str]) -> None:
-        """Load KEY=VALUE lines (python-dotenv if installed, else a small parser)."""
+        """Load the file with python-dotenv, as uvicorn does (variables already set win)."""
+        from dotenv import load_dotenv
+
         path = Path(env_file)
         if not path.is_file():
             raise ConfigError(f"Environment file {str(path)!r} not found.")
-        logger.info("Loading environment from '%s'", path)
-        for raw in path.read_text().splitlines():
-            line = raw.strip()
-            if not line or line.startswith("#") or "=" not in line:
-                continue
-            key, _, value = line.removeprefix("export ").partition("=")
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                value = value[1:-1]
-            os.environ.setdefault(key.strip(), value)
+        logger.info("Loading environment from '%s'", env_file)
+        load_dotenv(dotenv_path=env_file)
 
     def configure_logging(self) -> None:
-        """Apply --log-config (dict, .json, .yaml or .ini), --log-level and --access-log."""
-        logging.addLevelName(TRACE_LOG_LEVEL, "TRACE")
-        if self.log_config is not None:
-            if isinstance(self.log_config, dict):
-                config = json.loads(json.dumps(self.log_config))
-                if self.use_colors in (True, False):
-                    config["formatters"]["default"]["use_colors"] = self.use_colors
-                    config["formatters"]["access"]["use_colors"] = self.use_colors
-                logging.config.dictConfig(config)
-            elif isinstance(self.log_config, str) and self.log_config.endswith(".json"):
-                with open(self.log_config) as file:
-                    logging.config.dictConfig(json.load(file))
-            elif isinstance(self.log_config, str) and self.log_config.endswith((".yaml", ".yml")):
-                import yaml
-
-                with open(self.log_config) as file:
-                    logging.config.dictConfig(yaml.safe_load(file))
-            else:
-                logging.config.fileConfig(self.log_config, disable_existing_loggers=False)
-        if self.log_level is not None:
-            level = (
-                LOG_LEVELS[self.log_level.lower()] if isinstance(self.log_level, str)
-                else self.log_level
-            )
-            for name in ("roadrunner", "roadrunner.error", "roadrunner.access", "roadrunner.asgi"):
-                logging.getLogger(name).setLevel(level)
+        """Apply --log-config, --log-level, --use-colors and --access-log (logging.py)."""
+        configure_logging(self.log_config, self.log_level, self.use_colors, self.access_log)
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -494,7 +449,7 @@ class Config:
         """Build the SSL context, encode headers, import and wrap the app."""
         assert not self.loaded
         if self.is_ssl:
-            self.ssl = self.create_ssl_context()
+            self.ssl = self.load_ssl_context()
         self.encoded_headers = [
             (key.lower().encode("latin-1"), value.encode("latin-1")) for key, value in self.headers
         ]
@@ -502,23 +457,13 @@ class Config:
             self.encoded_headers.insert(0, (b"server", b"roadrunner"))
         if self.app_dir is not None:
             sys.path.insert(0, self.app_dir)
-        try:
-            self.loaded_app = import_from_string(self.app)
-        except AppImportError as exc:
-            logger.error("Error loading ASGI app. %s", exc)
-            raise
-        if self.factory:
-            try:
-                self.loaded_app = self.loaded_app()
-            except TypeError as exc:
-                logger.error("Error loading ASGI app factory: %s", exc)
-                raise AppImportError(f"Error loading ASGI app factory: {exc}") from exc
-        elif not callable(self.loaded_app) and isinstance(self.app, str):
-            logger.error("Error loading ASGI app. Attribute %r is not callable.", self.app)
-            raise AppImportError(f'Attribute "{self.app}" is not callable.')
+        self.loaded_app = call_factory(load_app(self.app), self.factory, self.app)
         if self.interface == "auto":
-            self.interface = "asgi3" if _is_asgi3(self.loaded_app) else "asgi2"
-        if self.interface == "asgi2":
+            self.interface = "asgi3" if is_asgi3(self.loaded_app) else "asgi2"
+        if self.interface == "wsgi":
+            self.loaded_app = wsgi_middleware(self.loaded_app)
+            self.ws = "none"  # as uvicorn: WSGI has no WebSocket
+        elif self.interface == "asgi2":
             self.loaded_app = ASGI2Middleware(self.loaded_app)
         # Edge middleware goes inside the proxy headers, so it sees the resolved client.
         from roadrunner.middleware.stack import build_edge_stack
@@ -538,6 +483,37 @@ class Config:
             self.loaded_app = proxy
             self.scope_rewriter = proxy.rewrite
         self.loaded = True
+
+    def load_app(self) -> Any:
+        """Import the app and return it; exits 3 on failure (uvicorn's Config.load_app)."""
+        try:
+            return load_app(self.app)
+        except AppImportError:
+            sys.exit(3)
+
+    def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop] | None:
+        from roadrunner.loops import get_loop_factory
+
+        return get_loop_factory(self.loop)
+
+    def load_ssl_context(self) -> ssl.SSLContext:
+        """The TLS context: from --ssl-* options, or what `ssl_context_factory` returns."""
+        if self.ssl_context_factory is None:
+            return self.create_ssl_context()
+
+        def default_factory() -> ssl.SSLContext:
+            if not self.ssl_certfile:
+                raise RuntimeError(
+                    "`default_ssl_context_factory()` requires `ssl_certfile` to be set on `Config`. "
+                    "Either pass `ssl_certfile` (and optionally `ssl_keyfile`) or build the `SSLContext` "
+                    "directly inside `ssl_context_factory` without calling the default factory."
+                )
+            return self.create_ssl_context()
+
+        context = self.ssl_context_factory(self, default_factory)
+        if not isinstance(context, ssl.SSLContext):
+            raise TypeError(f"`ssl_context_factory` must return an `ssl.SSLContext`, got {type(context).__name__}")
+        return context
 
     def create_ssl_context(self) -> ssl.SSLContext:
         """An SSL context from the uvicorn ssl options; ALPN lists the enabled protocols."""

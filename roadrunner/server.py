@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import logging
 import os
 import random
@@ -18,7 +20,9 @@ from typing import Any, Protocol
 
 from roadrunner.config import AppImportError, Config, ConfigError
 from roadrunner.lifespan import lifespan_for
+from roadrunner.loops import asyncio_run, get_loop_factory, setup_event_loop
 
+__all__ = ["STARTUP_FAILURE", "Server", "ServerState", "setup_event_loop"]
 logger = logging.getLogger("roadrunner.error")
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -56,6 +60,8 @@ class ServerState:
         # callback per loop pass flushes those still waiting (not one callback per response).
         self.held_heads: list[Any] = []
         self.draining = False  # graceful shutdown has begun
+        # --reset-contextvars: each request's app runs in a fresh contextvars.Context.
+        self.reset_contextvars = False
 
     def start_task(
         self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None], self_removing: bool = False
@@ -65,7 +71,15 @@ class ServerState:
         A `self_removing` coroutine discards its task from `tasks` itself when it ends (saving a
         done-callback per request); whoever cancels such a task before it starts discards it.
         """
-        task = loop.create_task(coro)
+        if self.reset_contextvars:
+            # As uvicorn, the opt-in workaround for https://github.com/python/cpython/issues/140947
+            # (asyncio can leak context vars between tasks); hides context set in the lifespan.
+            if sys.version_info >= (3, 11):
+                task = loop.create_task(coro, context=contextvars.Context())
+            else:
+                task = contextvars.Context().run(loop.create_task, coro)
+        else:
+            task = loop.create_task(coro)
         self.tasks.add(task)
         if not self_removing:
             task.add_done_callback(self.tasks.discard)
@@ -92,6 +106,7 @@ class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.server_state = ServerState()
+        self.server_state.reset_contextvars = config.reset_contextvars
         self.started = False
         self.should_exit = False
         self.force_exit = False
@@ -103,13 +118,18 @@ class Server:
         self.listener_factory: Callable[[], asyncio.Protocol] | None = None
         self.listener_ssl: Any = None
         self.h3_port: int | None = None  # UDP port serving HTTP/3, advertised with Alt-Svc
-        self.max_requests: int | None = None
+
+    @functools.cached_property
+    def limit_max_requests(self) -> int | None:
+        """uvicorn's: --limit-max-requests plus a random 0..--limit-max-requests-jitter."""
+        if self.config.limit_max_requests is None:
+            return None
+        return self.config.limit_max_requests + random.randint(0, max(self.config.limit_max_requests_jitter, 0))
 
     # -- entry points ----------------------------------------------------------------------------
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
-        setup_event_loop(self.config.loop)
-        asyncio.run(self.serve(sockets=sockets))
+        asyncio_run(self.serve(sockets=sockets), loop_factory=get_loop_factory(self.config.loop))
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         with self.capture_signals():
@@ -176,9 +196,6 @@ class Server:
         if sockets is None:
             self.log_started(listeners)
         self.started = True
-        limit = config.limit_max_requests
-        if limit is not None:
-            self.max_requests = limit + random.randint(0, max(config.limit_max_requests_jitter, 0))
 
     def protocol_factory(self, loop: asyncio.AbstractEventLoop) -> Callable[[], asyncio.Protocol]:
         """The connection protocol for each accepted TCP connection."""
@@ -255,8 +272,9 @@ class Server:
                 await callback()
         if self.should_exit:
             return True
-        if self.max_requests is not None and self.server_state.total_requests >= self.max_requests:
-            logger.warning("Maximum request limit of %d exceeded. Terminating process.", self.max_requests)
+        max_requests = self.limit_max_requests
+        if max_requests is not None and self.server_state.total_requests >= max_requests:
+            logger.warning("Maximum request limit of %d exceeded. Terminating process.", max_requests)
             return True
         return False
 
@@ -375,15 +393,3 @@ class Server:
             self.force_exit = True
         else:
             self.should_exit = True
-
-
-def setup_event_loop(loop: str) -> None:
-    """--loop: uvloop when available (auto), or plain asyncio."""
-    if loop in ("auto", "uvloop"):
-        try:
-            import uvloop
-        except ImportError:
-            if loop == "uvloop":
-                raise ConfigError("--loop uvloop requested but uvloop is not installed.") from None
-            return
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

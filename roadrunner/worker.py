@@ -103,7 +103,7 @@ class WorkerServer(Server):
             # accepting and sends SIGTERM, so the listening socket never goes missing.
             if not self.recycle_requested:
                 self.recycle_requested = True
-                self.max_requests = None
+                self.limit_max_requests = None
                 self.send(MSG_RECYCLE)
             should_exit = False
         if self.reopen_logs:

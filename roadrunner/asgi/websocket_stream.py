@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import http
 import logging
 import os
 import zlib
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from roadrunner.config import Config
 
 logger = logging.getLogger("roadrunner.error")
-access_logger = logging.getLogger("roadrunner.access")
 
 Headers = list[tuple[bytes, bytes]]
 # Bytes a client may send before the server accepted (it must not, RFC 6455 §4.1); beyond this
@@ -246,12 +246,10 @@ class WebSocketStream:
         scope: dict[str, Any],
         transport: WebSocketTransport,
         config: Config,
-        access_log: bool = True,
     ) -> None:
         self.scope = scope
         self.transport = transport
         self.loop = asyncio.get_event_loop()
-        self.access_log = access_log
         self.max_size = config.ws_max_size
         self.max_queue = max(1, config.ws_max_queue)
         self.ping_interval = config.ws_ping_interval
@@ -259,6 +257,7 @@ class WebSocketStream:
         self.close_timeout = config.ws_close_timeout
         self.per_message_deflate = config.ws_per_message_deflate
         self.phase = Phase.CONNECTING
+        self.response_status = 0  # of a websocket.http.response denial
         self.conn: Connection | None = None
         self.pending = bytearray()  # bytes received before accept
         self.queue: deque[dict[str, Any]] = deque()
@@ -483,10 +482,10 @@ class WebSocketStream:
                 raise
         else:
             if self.phase is Phase.CONNECTING:
-                logger.error("ASGI callable returned without completing the WebSocket handshake.")
+                logger.error("ASGI callable returned without completing handshake.")  # uvicorn's words
                 self.fail_app(1011)
             elif self.phase is Phase.RESPONDING:
-                logger.error("ASGI callable returned without completing the response.")
+                logger.error("ASGI callable returned without completing handshake.")  # uvicorn's words
                 self.transport.abort()
                 self.finish(1006)
             elif self.phase is Phase.OPEN and not self.app_closed:
@@ -508,7 +507,7 @@ class WebSocketStream:
              (b"content-length", str(len(body)).encode())],
         )
         self.transport.send_response_body(body, True)
-        self.log(status)
+        log_rejected(status)
         self.transport.close()
         self.finish(1006)
 
@@ -552,6 +551,7 @@ class WebSocketStream:
                 self.accept(message)
             elif message_type == "websocket.close":
                 # ASGI: a close before accept rejects the handshake with HTTP 403.
+                self.log(403)
                 self.respond_plain(403, b"")
             elif message_type == "websocket.http.response.start":
                 self.start_response(message)
@@ -572,6 +572,7 @@ class WebSocketStream:
             if more_body:
                 await self.transport.drain()
             else:
+                log_rejected(self.response_status)
                 self.transport.close()
                 self.finish(1006)
             return
@@ -647,6 +648,7 @@ class WebSocketStream:
         self.plain_frames = len(extensions) == 1  # permessage-deflate compresses through wsproto
         self.transport.send_accept(headers)
         self.log("accepted")
+        logger.info("connection open")
         self.conn = Connection(ConnectionType.SERVER, extensions=extensions)
         self.phase = Phase.OPEN
         self.schedule_ping()
@@ -664,19 +666,27 @@ class WebSocketStream:
         except InvalidMessage as exc:
             raise RuntimeError(str(exc)) from None
         self.phase = Phase.RESPONDING
+        self.response_status = status
         self.transport.send_response_head(status, headers)
         self.log(status)
 
     def log(self, outcome: int | str) -> None:
-        if not self.access_log:
-            return
-        scope = self.scope
-        access_logger.info(
+        """The handshake line, on the error logger like uvicorn's (not an access record)."""
+        logger.info(
             '%s - "WebSocket %s" %s',
-            format_client(scope.get("client")),
-            request_target(scope),
+            format_client(self.scope.get("client")),
+            request_target(self.scope),
             f"[{outcome}]" if isinstance(outcome, str) else outcome,
         )
+
+
+def log_rejected(status: int) -> None:
+    """The line the websockets library logs (under uvicorn) once a refusal is sent."""
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    logger.info("connection rejected (%d %s)", status, phrase)
 
 
 def websocket_scope(http_scope: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """ProxyHeadersMiddleware: trust forwarding headers only from --forwarded-allow-ips.
 
-X-Forwarded-For / -Proto behave as in uvicorn; X-Forwarded-Host / -Port and RFC 7239
-`Forwarded` are honoured too. Chains are walked right to left: the first hop that is not a
-trusted proxy is the client, since every hop after it was appended by a proxy we trust.
+By default only X-Forwarded-For / -Proto, as uvicorn; --proxy-headers-mode opts in to
+X-Forwarded-Host / -Port and RFC 7239 `Forwarded`. Chains are walked right to left: the first
+hop that is not a trusted proxy is the client, since every hop after it was appended by a
+proxy we trust.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from roadrunner.config import parse_trusted_hosts
+from roadrunner.config import DEFAULT_PROXY_HEADERS_MODE, parse_trusted_hosts
 
-MODES = ("auto", "x-forwarded", "forwarded")
+# A proxy passes through what it does not set itself, so trusting a header it leaves alone
+# lets the client choose its value: the default trusts only the two every proxy sets.
+FOR_PROTO = DEFAULT_PROXY_HEADERS_MODE
+MODES = (FOR_PROTO, "x-forwarded", "forwarded", "auto")
+DEFAULT_MODE = FOR_PROTO
 CACHE_SIZE = 4096
 PROTOS = ("http", "https", "ws", "wss")
 # The only header names apply() reads (lower-case, as every protocol delivers them).
@@ -108,13 +113,14 @@ def node_host(node: str) -> str:
 class ProxyHeadersMiddleware:
     """Rewrites scope client, scheme and Host from forwarding headers sent by trusted proxies.
 
-    mode: "x-forwarded" (X-Forwarded-* only), "forwarded" (RFC 7239 only), or "auto": the
-    X-Forwarded-* headers when present, else Forwarded. Choose the one your proxy sets: a proxy
-    passes the other family through from the client untouched.
+    mode: "x-forwarded-for-proto" (X-Forwarded-For and -Proto only, uvicorn's set),
+    "x-forwarded" (also X-Forwarded-Host and -Port), "forwarded" (RFC 7239 only), or "auto": the
+    X-Forwarded-* headers when present, else Forwarded. Choose what your proxy sets: a proxy
+    passes the other headers through from the client untouched.
     """
 
     def __init__(
-        self, app: Any, trusted_hosts: Sequence[str] | str = "127.0.0.1", mode: str = "auto"
+        self, app: Any, trusted_hosts: Sequence[str] | str = "127.0.0.1", mode: str = DEFAULT_MODE
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"Invalid proxy headers mode {mode!r} (choose from {', '.join(MODES)}).")
@@ -157,6 +163,9 @@ class ProxyHeadersMiddleware:
                 forwarded_port = value
             elif name == b"forwarded":
                 forwarded = value if forwarded is None else forwarded + b"," + value
+        if self.mode == FOR_PROTO:
+            self.apply_x_forwarded(scope, forwarded_for, forwarded_proto, None, None)
+            return
         use_x = self.mode == "x-forwarded" or (
             self.mode == "auto" and (forwarded_for or forwarded_proto or forwarded_host
                                      or forwarded_port) is not None

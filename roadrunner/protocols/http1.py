@@ -420,25 +420,39 @@ class H1Connection(asyncio.Protocol):
         self.keep_alive = stream.keep_alive and not self.closing and not self.draining
         self.head_response = stream.head_request
         app = self.app
-        if self.shedding and self.over_concurrency_limit():
-            logger.warning("Exceeded concurrency limit.")
-            app = self.service_unavailable
+        if self.shedding:
+            shed = self.shed_app()
+            if shed is not None:
+                logger.warning("Exceeded concurrency limit.")
+                app = shed
         stream.task = self.state.start_task(self.loop, stream.run(app), self_removing=True)
 
-    def over_concurrency_limit(self) -> bool:
-        """Load shedding: past --limit-concurrency-soft (or the hard limit) new requests get 503."""
+    def shed_app(self) -> Any:
+        """Load shedding: past --limit-concurrency-soft, 503 + Retry-After; at --limit-concurrency
+        (counted as uvicorn: open connections, this one included, or running requests), 503."""
         state = self.state
-        limit = self.config.limit_concurrency
         soft = self.config.limit_concurrency_soft
-        return (limit is not None and (len(state.connections) > limit or len(state.tasks) >= limit)) or (
-            soft is not None and len(state.tasks) >= soft
-        )
+        limit = self.config.limit_concurrency
+        if soft is not None and len(state.tasks) >= soft:
+            return self.service_unavailable
+        if limit is not None and (len(state.connections) >= limit or len(state.tasks) >= limit):
+            return self.concurrency_limit_reached
+        return None
+
+    def over_concurrency_limit(self) -> bool:
+        return self.shed_app() is not None
 
     async def service_unavailable(self, scope: Any, receive: Any, send: Any) -> None:
         """Load shedding answer: 503 with Retry-After so clients back off (RFC 9110 §15.6.4)."""
         stream = self.active
         assert stream is not None
         stream.send_error_response(503, [(b"retry-after", str(self.config.retry_after).encode())])
+
+    async def concurrency_limit_reached(self, scope: Any, receive: Any, send: Any) -> None:
+        """uvicorn's --limit-concurrency answer: 503, Connection: close, no Retry-After."""
+        stream = self.active
+        assert stream is not None
+        stream.send_error_response(503)
 
     # -- StreamTransport: what the active stream calls ------------------------------------------------
 

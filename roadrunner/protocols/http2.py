@@ -358,6 +358,7 @@ class H2StreamTransport:
     __slots__ = (
         "connection", "stream_id", "http", "pending", "pending_end", "pending_trailers",
         "drain_waiter", "unacked", "received", "request_ended", "end_sent", "closed", "h1_body",
+        "head",
     )
 
     def __init__(self, connection: Http2Connection, stream_id: int) -> None:
@@ -374,6 +375,7 @@ class H2StreamTransport:
         self.end_sent = False
         self.closed = False
         self.h1_body = False  # the body of an h2c upgrade request arrives in HTTP/1.1 framing
+        self.head: Headers | None = None  # response HEADERS held until this loop iteration ends
 
     # StreamTransport -------------------------------------------------------------------------
 
@@ -400,13 +402,34 @@ class H2StreamTransport:
             # The app's own Server / Date (or other default) replaces the server's.
             names = {name for name, _ in headers}
             out[1:1 + len(defaults)] = [item for item in defaults if item[0] not in names]
-        self.connection.send_headers(self, out, end_stream)
         if end_stream:
+            self.connection.send_headers(self, out, True)
             self.end_sent = True
+            return
+        # Held until the app's next message or the end of this loop iteration (flush): an empty
+        # last body then ends the stream on the HEADERS frame itself (RFC 9113 §8.1), which a
+        # gRPC Trailers-Only answer requires (PROTOCOL-HTTP2.md: END_STREAM on its HEADERS).
+        self.head = out
+        self.connection.held_heads.append(self)
+        self.connection.schedule_flush()
+
+    def send_head(self, end_stream: bool = False) -> None:
+        head = self.head
+        if head is not None:
+            self.head = None
+            if not self.closed:
+                self.connection.send_headers(self, head, end_stream)
+                self.end_sent = end_stream
 
     def write_body(self, data: bytes, end_stream: bool) -> None:
         if self.closed:
             return
+        if self.head is not None:
+            empty_end = end_stream and not data and not self.pending
+            self.send_head(end_stream=empty_end)
+            if empty_end:
+                self.pending_end = True
+                return
         if data:
             self.pending += data
         self.pending_end = self.pending_end or end_stream
@@ -415,6 +438,7 @@ class H2StreamTransport:
     def write_trailers(self, headers: Headers) -> None:
         if self.closed:
             return
+        self.send_head()
         self.pending_trailers = headers
         self.pending_end = True
         self.connection.push(self)
@@ -492,6 +516,7 @@ class Http2Connection(asyncio.Protocol):
         self.last_stream_id = 0
         self.flush_handle: asyncio.Handle | None = None
         self.unflushed = 0  # DATA bytes queued in h2 since the last flush
+        self.held_heads: list[H2StreamTransport] = []  # see H2StreamTransport.write_head
         self.preface_timer: asyncio.TimerHandle | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
         self.idle_since = 0.0  # loop time the connection last became idle (no streams)
@@ -1068,6 +1093,10 @@ class Http2Connection(asyncio.Protocol):
             self.flush_handle.cancel()  # a no-op when flush() is that handle
             self.flush_handle = None
         self.unflushed = 0
+        if self.held_heads:
+            for stream in self.held_heads:
+                stream.send_head()
+            self.held_heads.clear()
         data = self.h2.data_to_send()
         if data and not self.transport.is_closing():
             self.transport.write(data)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from wsproto.handshake import generate_accept_token
 
 from roadrunner.asgi.scope import asgi_info, http_scope
-from roadrunner.asgi.websocket_stream import WebSocketStream, websocket_scope
+from roadrunner.asgi.websocket_stream import WebSocketStream, log_rejected, websocket_scope
 from roadrunner.logging import format_client
 
 if TYPE_CHECKING:
@@ -86,7 +86,9 @@ def upgrade_h1(connection: H1Connection, stream: HTTPStream) -> bool:
     error = handshake_error(scope["headers"])
     if error is not None:
         status, body, extra = error
-        logger.info(
+        # uvicorn's line (the websockets library's); the reason only at DEBUG, as there.
+        log_rejected(status)
+        logger.debug(
             "Invalid WebSocket handshake from %s: %s",
             format_client(scope.get("client")), body.decode(),
         )
@@ -120,7 +122,7 @@ class H1WebSocketConnection(asyncio.Protocol):
         self.drain_waiter: asyncio.Future[None] | None = None
         self.chunked = False
         self.closed = False
-        self.stream = WebSocketStream(websocket_scope(http_scope), self, self.config, h1.access_log)
+        self.stream = WebSocketStream(websocket_scope(http_scope), self, self.config)
         # The HTTP/1.1 connection hands over the socket and its place in the registry.
         h1.closing = True
         h1.cancel_timers()
@@ -285,7 +287,8 @@ def upgrade_h2(connection: Http2Connection, stream: H2StreamTransport, headers: 
     error = extended_connect_error(pseudo, regular, stream.request_ended)
     if error is not None:
         status, extra = error
-        logger.info("Invalid HTTP/2 WebSocket request from %s: %d", connection.peer_text(), status)
+        log_rejected(status)
+        logger.debug("Invalid HTTP/2 WebSocket request from %s: %d", connection.peer_text(), status)
         connection.send_headers(
             stream, [(b":status", str(status).encode()), *extra, (b"content-length", b"0")], True
         )
@@ -306,7 +309,8 @@ def upgrade_h3(
     error = extended_connect_error(pseudo, regular, stream.request_ended)
     if error is not None:
         status, extra = error
-        logger.info("Invalid HTTP/3 WebSocket request from %s: %d", connection.peer_text(), status)
+        log_rejected(status)
+        logger.debug("Invalid HTTP/3 WebSocket request from %s: %d", connection.peer_text(), status)
         stream.write_head(status, [*extra, (b"content-length", b"0")], True)
         connection.finish_stream(stream)
         return
@@ -350,7 +354,7 @@ class StreamWebSocketBridge(abc.ABC):
         self.read_paused = False
         self.finished = False
         self.held = 0
-        self.ws = WebSocketStream(scope, self, connection.config, connection.access_log)
+        self.ws = WebSocketStream(scope, self, connection.config)
         self.task = self.ws.task = connection.state.start_task(connection.loop, self.ws.run(connection.app))
 
     # -- events from the connection ------------------------------------------------------------

@@ -34,8 +34,9 @@ def serve(**options: object) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def trusted() -> Iterator[httpx.Client]:
-    # 127.0.0.1 (the test client) and 10.0.0.0/8 (inner proxies) are trusted.
-    yield from serve(forwarded_allow_ips="127.0.0.1,10.0.0.0/8")
+    # 127.0.0.1 (the test client) and 10.0.0.0/8 (inner proxies) are trusted; every forwarding
+    # header is opted in to (the default trusts X-Forwarded-For and -Proto only, as uvicorn).
+    yield from serve(forwarded_allow_ips="127.0.0.1,10.0.0.0/8", proxy_headers_mode="auto")
 
 
 def test_x_forwarded_for_walks_right_to_left(trusted: httpx.Client) -> None:
@@ -115,6 +116,28 @@ def test_x_forwarded_only_mode_ignores_forwarded() -> None:
         body = client.get("/", headers={"Forwarded": "for=198.51.100.3;proto=https"}).json()
         assert body["client"] == "127.0.0.1"
         assert body["scheme"] == "http"
+
+
+def test_default_trusts_only_x_forwarded_for_and_proto() -> None:
+    """uvicorn's set: a proxy that sets X-Forwarded-For/-Proto passes the client's own
+    X-Forwarded-Host/-Port and Forwarded through, so those must not rewrite the scope."""
+    for client in serve(forwarded_allow_ips="*"):
+        body = client.get("/", headers={
+            "X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "evil.example", "X-Forwarded-Port": "8443",
+        }).json()
+        assert body["client"] == "198.51.100.7"
+        assert body["scheme"] == "https"
+        assert body["host"] == f"127.0.0.1:{client.base_url.port}"
+        body = client.get("/", headers={"Forwarded": 'for=6.6.6.6;proto=https;host="evil.example"'}).json()
+        assert (body["client"], body["scheme"]) == ("127.0.0.1", "http")
+        assert body["host"] == f"127.0.0.1:{client.base_url.port}"
+
+
+def test_x_forwarded_mode_opts_in_to_host_and_port() -> None:
+    for client in serve(proxy_headers_mode="x-forwarded"):
+        body = client.get("/", headers={"X-Forwarded-Host": "shop.example", "X-Forwarded-Port": "8443"}).json()
+        assert body["host"] == "shop.example:8443"
 
 
 def test_unknown_mode_refused() -> None:

@@ -179,7 +179,8 @@ def test_shutdown_closes_connections_inside_the_header() -> None:
 
 
 def test_limit_concurrency_counts_connections_inside_the_header() -> None:
-    with run_server(whoami, proxy_protocol="v1", limit_concurrency=1) as server:
+    # Two open connections (one still inside its header) reach --limit-concurrency 2.
+    with run_server(whoami, proxy_protocol="v1", limit_concurrency=2) as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as idle:
             idle.sendall(b"PROXY UNKNOWN\r")  # still inside its header
             response = raw_request(server.port, b"PROXY UNKNOWN\r\n" + CLOSE_REQUEST)

@@ -100,7 +100,7 @@ class FastH2Client:
 @pytest.mark.usefixtures("http2_engine")
 def test_h2_bytes_leave_while_the_app_produces() -> None:
     """Before: h2 queued the whole window in the process; the first byte left at the end."""
-    app = Producer(limit=200_000)  # 20 MB
+    app = Producer(limit=50_000)  # 5 MB
     progress_at_first_byte: list[int] = []
     with run_server(app, protocols="h2") as server:
         client = FastH2Client(server.port)
@@ -108,7 +108,7 @@ def test_h2_bytes_leave_while_the_app_produces() -> None:
         stream_id = client.request("/")
         client.read_until(lambda: stream_id in client.ended)
         client.sock.close()
-    assert client.received[stream_id] == 200_000 * len(MESSAGE)
+    assert client.received[stream_id] == 50_000 * len(MESSAGE)
     assert progress_at_first_byte[0] < app.limit // 2, progress_at_first_byte
 
 

@@ -115,7 +115,7 @@ def exchange(
         scope = {"type": "websocket", "path": "/ws", "headers": headers, "subprotocols": [],
                  "client": ("127.0.0.1", 1)}
         transport = RecordingTransport()
-        stream = WebSocketStream(scope, transport, config, access_log=False)
+        stream = WebSocketStream(scope, transport, config)
         task = asyncio.ensure_future(stream.run(echo))
         for _ in range(5):
             await asyncio.sleep(0)

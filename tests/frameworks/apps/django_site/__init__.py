@@ -1,0 +1,1 @@
+"""A minimal Django project (admin, sessions, a streaming view, a Channels consumer)."""
