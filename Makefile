@@ -13,7 +13,7 @@ $(BIN)/python:
 # The nghttp2 HTTP/2 engine is compiled against libnghttp2: as root with apt-get (CI, a fresh
 # Debian machine) its headers and a compiler are installed when missing; without root nothing
 # is installed and setup.py builds without it (HTTP/2 then runs on h2).
-$(STAMP): pyproject.toml setup.py roadrunner/protocols/_nghttp2.pyx | $(BIN)/python
+$(STAMP): pyproject.toml setup.py $(wildcard roadrunner/protocols/_nghttp2*.p*) | $(BIN)/python
 	@need=""; \
 	[ -f /usr/include/nghttp2/nghttp2.h ] || need="$$need libnghttp2-dev"; \
 	command -v cc >/dev/null 2>&1 || need="$$need gcc libc6-dev"; \

@@ -46,6 +46,7 @@ def extensions() -> list[Extension]:
     ext = Extension(
         "roadrunner.protocols._nghttp2",
         ["roadrunner/protocols/_nghttp2.pyx"],
+        depends=["roadrunner/protocols/_nghttp2_api.pxd", "roadrunner/protocols/_nghttp2_callbacks.pxi"],
         libraries=["nghttp2"],
     )
     return cythonize([ext], language_level=3, quiet=True)
