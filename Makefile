@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard roadrunner/protocols/_nghttp2*.p*) 
 			>/dev/null 2>&1 || echo "could not install$$need: HTTP/2 will run on h2"; \
 	fi
 	$(BIN)/pip install -q -e '.[test]'
+	@$(BIN)/python -c "from roadrunner.protocols.h2engine import nghttp2_missing as m; r = m(); r and print('note: the nghttp2 HTTP/2 engine is not built (' + r + '): HTTP/2 runs on h2')"
 	touch $(STAMP)
 
 run: $(STAMP)
