@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all lint typecheck interop autobahn autobahn-full bench clean
+.PHONY: run test test-all lint typecheck interop fuzz fuzz-ci autobahn autobahn-full bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -51,6 +51,16 @@ interop: $(STAMP)
 	bash tests/interop/install.sh
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/interop
 
+# Coverage-guided fuzzing (atheris) of every input surface, FUZZ_SECONDS each (tests/fuzz/).
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(BIN)/pip install -q --only-binary atheris -e '.[test,fuzz]' || echo "fuzz: no atheris wheel for this Python/platform"
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
+
+# The CI run: 15 s per harness.
+fuzz-ci:
+	$(MAKE) fuzz FUZZ_SECONDS=15
+
 # Autobahn|Testsuite against roadrunner on h1: the CI subset (also part of `make interop`) or
 # the full 12.*/13.* set (about 40 minutes, outside CI; result recorded in docs/websocket.md).
 autobahn: $(STAMP)
@@ -66,4 +76,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .venv-3.* .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache build roadrunner/protocols/_nghttp2.c roadrunner/protocols/_nghttp2.*.so
+	rm -rf $(VENV) .venv-3.* .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache tests/fuzz/crashes build roadrunner/protocols/_nghttp2.c roadrunner/protocols/_nghttp2.*.so

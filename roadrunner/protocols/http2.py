@@ -20,7 +20,7 @@ import h2.events as ev
 import hpack.hpack
 import hpack.table
 from h2.config import H2Configuration
-from h2.connection import H2Connection
+from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import (
     DenialOfServiceError,
@@ -358,7 +358,7 @@ class H2StreamTransport:
     __slots__ = (
         "connection", "stream_id", "http", "pending", "pending_end", "pending_trailers",
         "drain_waiter", "unacked", "received", "request_ended", "end_sent", "closed", "h1_body",
-        "head",
+        "head", "answered",
     )
 
     def __init__(self, connection: Http2Connection, stream_id: int) -> None:
@@ -376,6 +376,7 @@ class H2StreamTransport:
         self.closed = False
         self.h1_body = False  # the body of an h2c upgrade request arrives in HTTP/1.1 framing
         self.head: Headers | None = None  # response HEADERS held until this loop iteration ends
+        self.answered = False  # the response is complete, the request still open
 
     # StreamTransport -------------------------------------------------------------------------
 
@@ -527,6 +528,7 @@ class Http2Connection(asyncio.Protocol):
         # h2c upgrade (RFC 7540 §3.2): the upgrading request's body precedes the preface.
         self.upgrade_stream: H2StreamTransport | None = None
         self.upgrade_body_left = 0
+        self.upgrade_head = b""  # the 101 of an h2c upgrade, held until its body is in
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -541,15 +543,23 @@ class Http2Connection(asyncio.Protocol):
         if self.upgrade_stream is None:
             self.h2.initiate_connection()
         self.open_connection_window()
+        if not self.upgrade_body_left:
+            self.start_http2()
+        if self.state.draining:
+            # Set up after shutdown began (adopted from the accept queue, or sniffed late): the
+            # requests already in the first bytes are served, then GOAWAY names the last one.
+            self.loop.call_soon(self.shutdown)
+
+    def start_http2(self) -> None:
+        """Send our preface (after the 101 of an upgrade) and wait for the client's."""
         self.flush()
         # Slow-handshake guard: the client's connection preface must arrive in time (§3.4).
         self.preface_timer = self.loop.call_later(
             self.config.timeout_request_header, self.on_preface_timeout
         )
-        if self.state.draining:
-            # Set up after shutdown began (adopted from the accept queue, or sniffed late): the
-            # requests already in the first bytes are served, then GOAWAY names the last one.
-            self.loop.call_soon(self.shutdown)
+        stream = self.upgrade_stream
+        if stream is not None and stream.http is not None and stream.http.task is None:
+            self.start_app(stream.http)
 
     def open_connection_window(self) -> None:
         # RFC 9113 §6.9.2: the connection window starts at 65535 and grows only by WINDOW_UPDATE.
@@ -607,6 +617,11 @@ class Http2Connection(asyncio.Protocol):
         except ProtocolError as exc:
             self.on_protocol_error(exc)
             return
+        if self.h2.state_machine.state is ConnectionState.CLOSED:
+            # The client's GOAWAY came in this read: h2 now refuses every frame we could send
+            # (RST_STREAM included), so no request read with it can be answered.
+            self.on_goaway_received()
+            return
         for event in events:
             if self.dead:
                 return
@@ -618,9 +633,7 @@ class Http2Connection(asyncio.Protocol):
             elif kind is ev.StreamEnded:
                 stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
                 if stream is not None:
-                    stream.request_ended = True
-                    if stream.http is not None:
-                        stream.http.feed_end()
+                    self.request_end(stream)
             elif kind is ev.WindowUpdated:
                 self.on_window_updated(event.stream_id)  # type: ignore[attr-defined]
             elif kind is ev.TrailersReceived:
@@ -646,9 +659,16 @@ class Http2Connection(asyncio.Protocol):
         self.upgrade_body_left -= len(body)
         stream.http.feed_body(body)
         if not self.upgrade_body_left:
-            stream.request_ended = True
-            stream.http.feed_end()
+            self.request_end(stream)
+            self.start_http2()  # RFC 7540 §3.2: the whole body is in, the client's frames follow
         return rest
+
+    def request_end(self, stream: H2StreamTransport) -> None:
+        stream.request_ended = True
+        if stream.http is not None:
+            stream.http.feed_end()
+        if stream.end_sent:
+            self.maybe_finish(stream)  # the response was out first: the stream is done now
 
     def on_protocol_error(self, exc: ProtocolError) -> None:
         """h2 queued GOAWAY with the right code: send it, log one line, close."""
@@ -671,19 +691,19 @@ class Http2Connection(asyncio.Protocol):
             # RFC 9113 §8.1.1: a malformed request is a stream error; the connection serves on.
             guard_counters["malformed"] += 1
             logger.info("Malformed HTTP/2 request on stream %d: %s", stream_id, exc)
-            self.h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self.refuse(stream_id, ErrorCodes.PROTOCOL_ERROR)
             self.arm_idle_timer()
             return
         limit = self.config.limit_concurrency
         if self.goaway_sent:
-            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            self.refuse(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         if len(self.streams) >= self.config.h2_max_concurrent_streams or (
             limit is not None and len(self.state.tasks) >= limit
         ):
             # RFC 9113 §5.1.2: past the advertised limit (or the server's), refuse the stream.
             guard_counters["refused_stream"] += 1
-            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            self.refuse(stream_id, ErrorCodes.REFUSED_STREAM)
             self.arm_idle_timer()
             return
         self.last_stream_id = stream_id
@@ -708,6 +728,14 @@ class Http2Connection(asyncio.Protocol):
         http.wants_trailers = wants_trailers
         stream.http = http
         self.start_app(http)
+
+    def refuse(self, stream_id: int, code: ErrorCodes) -> None:
+        """Reset a request that gets no stream transport; the client may have reset it already,
+        later in the same read (RFC 9113 §5.4.2: never an RST_STREAM for an RST_STREAM)."""
+        try:
+            self.h2.reset_stream(stream_id, code)
+        except StreamClosedError:
+            pass
 
     def build_scope(self, headers: Headers) -> tuple[dict[str, Any] | None, int, bool, bool]:
         """Check a request's fields and build its ASGI scope (same keys as HTTP/1.1), in one pass.
@@ -831,9 +859,13 @@ class Http2Connection(asyncio.Protocol):
         if not data and event.stream_ended is None and self.empty_frames.hit():
             self.calm("empty_frames", "empty DATA frame flood")
             return
-        if stream is None or stream.http is None or stream.closed:
+        if stream is None or stream.http is None or stream.closed or stream.answered:
             # Not ours to deliver (refused, answered, reset): give the window straight back.
             self.acknowledge(event.stream_id, event.flow_controlled_length)
+            if stream is not None and stream.answered:
+                stream.received += len(data)
+                if stream.received > self.config.h2_initial_window_size:
+                    self.reset(stream, ErrorCodes.NO_ERROR)  # see maybe_finish
             return
         if padding:
             self.acknowledge(event.stream_id, padding)
@@ -971,7 +1003,10 @@ class Http2Connection(asyncio.Protocol):
         frame.last_stream_id = self.last_stream_id
         frame.error_code = ErrorCodes.NO_ERROR
         self.transport.write(frame.serialize())
-        if not self.streams:
+        for stream in list(self.streams.values()):
+            if stream.answered and not self.dead:
+                self.reset(stream, ErrorCodes.NO_ERROR)  # only its upload was left (maybe_finish)
+        if not self.streams and not self.dead:
             self.close(None)
 
     def peer_text(self) -> str:
@@ -1054,8 +1089,18 @@ class Http2Connection(asyncio.Protocol):
         if http is not None and not http.response_complete and not stream.closed:
             return
         if not stream.request_ended and not stream.closed:
-            # RFC 9113 §8.1: a complete response may end a request still uploading.
-            self.reset(stream, ErrorCodes.NO_ERROR)
+            # RFC 9113 §8.1: a complete response may end a request still uploading with
+            # RST_STREAM(NO_ERROR). Until then the stream is half-closed (local) (§5.1), and the
+            # client's frames keep their rules (content-length, WINDOW_UPDATE, trailers) however
+            # early the app answered: the stream stays until the request ends, its body is
+            # discarded, and only an upload past one stream window is cut short.
+            if stream.received > self.config.h2_initial_window_size:
+                self.reset(stream, ErrorCodes.NO_ERROR)
+            elif not stream.answered:
+                stream.answered = True
+                if stream.unacked:  # body the app left unread: the client may send the rest
+                    self.acknowledge(stream.stream_id, stream.unacked)
+                    stream.unacked = 0
             return
         self.drop(stream)
 
@@ -1092,6 +1137,9 @@ class Http2Connection(asyncio.Protocol):
         if self.flush_handle is not None:
             self.flush_handle.cancel()  # a no-op when flush() is that handle
             self.flush_handle = None
+        if self.upgrade_head:  # no HTTP/2 byte leaves before the 101
+            head, self.upgrade_head = self.upgrade_head, b""
+            self.transport.write(head)
         self.unflushed = 0
         if self.held_heads:
             for stream in self.held_heads:
@@ -1109,8 +1157,8 @@ def upgrade_from_h1(h1: H1Connection, stream: HTTPStream) -> bool:
     """RFC 7540 §3.2: answer `Upgrade: h2c` with 101 and serve the request as stream 1.
 
     Returns False (the request is served over HTTP/1.1) when the upgrade does not apply: TLS
-    (RFC 9113 §3.1 forbids h2c there), h2 not enabled, a missing or bad HTTP2-Settings, or a
-    chunked body.
+    (RFC 9113 §3.1 forbids h2c there), h2 not enabled, a missing or bad HTTP2-Settings, a
+    chunked body or one larger than a stream window.
     """
     config = h1.config
     if h1.scheme != "http" or "h2" not in config.protocols:
@@ -1124,7 +1172,9 @@ def upgrade_from_h1(h1: H1Connection, stream: HTTPStream) -> bool:
             content_length = int(value)
         elif name == b"transfer-encoding":
             return False
-    if len(settings) != 1:
+    if len(settings) != 1 or content_length > config.h2_initial_window_size:
+        # (A body is held until it is whole, see below: a larger one is served over HTTP/1.1,
+        # as RFC 7540 §3.2 lets a server ignore Upgrade.)
         return False
     try:
         # RFC 7540 §3.2.1: base64url without padding.
@@ -1137,9 +1187,13 @@ def upgrade_from_h1(h1: H1Connection, stream: HTTPStream) -> bool:
     except ProtocolError:
         return False
     transport = h1.transport
-    h1.transport.write(
+    # RFC 7540 §3.2: a body is sent whole before the client's HTTP/2 frames. The 101 waits for
+    # it (see start_http2): a client that sees the 101 mid-upload (curl) may stop uploading.
+    connection.upgrade_head = (
         b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
     )
+    if stream.expect_continue and content_length:
+        transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the body is read before the 101
     # The HTTP/1.1 connection is done: the HTTP/2 connection owns the socket from here on.
     h1.closing = True
     h1.parsing = None
@@ -1164,5 +1218,6 @@ def upgrade_from_h1(h1: H1Connection, stream: HTTPStream) -> bool:
     if h1.read_paused:
         h1.read_paused = False
         transport.resume_reading()
-    connection.start_app(stream)
+    if not content_length:
+        connection.start_app(stream)
     return True

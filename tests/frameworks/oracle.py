@@ -187,6 +187,17 @@ def assert_streamed(chunks: list[tuple[float, bytes]], expected: bytes, pieces: 
     assert chunks[-1][0] - chunks[0][0] >= spacing * (pieces - 1) * 0.8, chunks
 
 
+def assert_streams_like_uvicorn(rr: Served, uv: Served, path: str) -> None:
+    """The apps' /stream answer: four chunks 0.2 s apart, streamed (not buffered) by both
+    servers, with the same status and headers."""
+    expected = b"".join(f"chunk {i}\n".encode() for i in range(4))
+    a, chunks = timed_chunks(rr, path)
+    b, uv_chunks = timed_chunks(uv, path)
+    assert_streamed(uv_chunks, expected, pieces=4, spacing=0.2)
+    assert_streamed(chunks, expected, pieces=4, spacing=0.2)
+    assert_same(a, b, body=False)
+
+
 def ws_echo(served: Served, path: str, binary: bool = True) -> list[Any]:
     """Send a text (and a binary) message, then close with 1000: what the client saw, the
     negotiated extensions, each echo, the server's close code and reason. h1 speaks RFC 6455

@@ -14,11 +14,10 @@ import pytest
 from tests.frameworks.oracle import (
     Served,
     assert_same,
-    assert_streamed,
+    assert_streams_like_uvicorn,
     assert_ws_echo,
     both,
     pair,
-    timed_chunks,
 )
 
 pytestmark = pytest.mark.timeout(40)
@@ -67,12 +66,7 @@ def test_multipart_upload_20mb(rr: Served, uv: Served) -> None:
 
 
 def test_streaming_response(rr: Served, uv: Served) -> None:
-    expected = b"".join(f"chunk {i}\n".encode() for i in range(4))
-    a, chunks = timed_chunks(rr, "/stream")
-    b, uv_chunks = timed_chunks(uv, "/stream")
-    assert_streamed(uv_chunks, expected, pieces=4, spacing=0.2)
-    assert_streamed(chunks, expected, pieces=4, spacing=0.2)
-    assert_same(a, b, body=False)
+    assert_streams_like_uvicorn(rr, uv, "/stream")
 
 
 def read_three_events_and_leave(served: Served) -> tuple[Any, list[str]]:

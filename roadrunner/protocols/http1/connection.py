@@ -1,33 +1,31 @@
-"""HTTP/1.1 connections: one framing core, two parsers (httptools fast path, h11 strict path).
+"""H1Connection: what both HTTP/1.1 parsers share.
 
-`H1Connection` owns what both parsers share: request validation (RFC 9112), limits, scope
-building, pipelining, keep-alive and header-read timers, response framing and write
-backpressure. `HttpToolsConnection` and `H11Connection` only turn bytes into the calls
-`begin_request` / `request_body` / `request_end` / `reject`.
+Request validation (RFC 9112), limits, scope building, pipelining, keep-alive and header-read
+timers, response framing and write backpressure. The parser subclasses only turn bytes into
+the calls `begin_request` / `request_body` / `request_end` / `reject`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http
 import logging
 import urllib.parse
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-import h11
 
 from roadrunner.asgi.scope import asgi_info, http_scope
 from roadrunner.asgi.stream import HTTPStream
 from roadrunner.logging import escape_control
-from roadrunner.middleware.proxy_headers import FORWARDING_NAMES
+from roadrunner.protocols.http1.rules import (
+    ERROR_BODIES,
+    JOIN_LIMIT,
+    LINGER_SECONDS,
+    REQUEST_FIELDS_OF_INTEREST,
+    STATUS_LINES,
+    RequestRejected,
+    valid_authority,
+)
 from roadrunner.protocols.timer import DeadlineTimer
-
-try:
-    import httptools
-except ImportError:  # pragma: no cover - httptools is a hard dependency on CPython
-    httptools = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from roadrunner.config import Config
@@ -38,45 +36,10 @@ access_logger = logging.getLogger("roadrunner.access")
 
 Headers = list[tuple[bytes, bytes]]
 
-# Request fields check_headers acts on; every other field costs it one set lookup.
-REQUEST_FIELDS_OF_INTEREST = frozenset(
-    {b"host", b"content-length", b"transfer-encoding", b"connection", b"expect", b"te", b"upgrade"}
-) | FORWARDING_NAMES
 
-
-def _status_line(status: int) -> bytes:
-    try:
-        phrase = http.HTTPStatus(status).phrase.encode()
-    except ValueError:
-        phrase = b""
-    return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
-
-
-STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
-ERROR_BODIES = {
-    400: b"Invalid HTTP request received.",
-    408: b"Request header read timed out.",
-    413: b"Request body too large.",
-    414: b"Request line too long.",
-    431: b"Request header fields too large.",
-    501: b"Unsupported Transfer-Encoding.",
-    503: b"Service Unavailable",
-}
-LINGER_SECONDS = 2.0
 # Encoded response header lines by (name, value): responses repeat the same few. Bounded.
 HEADER_LINES: dict[tuple[bytes, bytes], bytes] = {}
 HEADER_LINES_LIMIT = 4096
-# Body chunks at least this large are not joined to the head or chunk framing (a copy).
-JOIN_LIMIT = 65536
-
-
-
-class RequestRejected(Exception):
-    """A request the server answers itself with an error status, then closes."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
 
 
 class H1Connection(asyncio.Protocol):
@@ -90,7 +53,8 @@ class H1Connection(asyncio.Protocol):
         "transport", "client", "server", "scheme", "parsing", "active", "pipeline", "keep_alive",
         "closing", "read_paused", "write_paused", "drain_waiter", "timer", "bytes_in_request",
         "body_received", "chunked", "expected_length", "sent_length", "response_keep_alive",
-        "head_response", "pending_head", "upgraded_to", "draining", "shedding",
+        "head_response", "pending_head", "upgraded_to", "draining", "shedding", "last_request",
+        "reads_done", "deferred_error",
     )
 
     def __init__(
@@ -143,6 +107,10 @@ class H1Connection(asyncio.Protocol):
         self.pending_head = b""
         self.body_received = 0
         self.upgraded_to: asyncio.Protocol | None = None  # set when an Upgrade took the socket
+        # RFC 9112 §9.6: no request is read after one that ends the connection (close, 1.0).
+        self.last_request = False
+        self.reads_done = False
+        self.deferred_error = 0  # the status of a refused request answered after those before it
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -215,6 +183,7 @@ class H1Connection(asyncio.Protocol):
         content_length, chunked, expect_continue, keep_alive, wants_trailers, upgrade, forwarded = (
             self.check_headers(headers, http_version)
         )
+        self.last_request = not keep_alive
         if len(target) > self.limit_request_line:
             raise RequestRejected(414, "request target too long")
         if target.startswith(b"/"):
@@ -229,7 +198,7 @@ class H1Connection(asyncio.Protocol):
                 url = urllib.parse.urlsplit(target.decode("ascii"))
             except (UnicodeDecodeError, ValueError):
                 raise RequestRejected(400, "invalid request target") from None
-            if url.scheme not in ("http", "https") or not url.netloc:
+            if url.scheme not in ("http", "https") or not url.netloc or not valid_authority(target):
                 raise RequestRejected(400, "invalid request target")
             raw_path = (url.path or "/").encode("ascii")
             query = url.query.encode("ascii")
@@ -359,6 +328,7 @@ class H1Connection(asyncio.Protocol):
             self.parsing.feed_body(data)
 
     def request_end(self) -> None:
+        self.reads_done = self.last_request
         if self.parsing is not None:
             self.parsing.feed_end()
             self.parsing = None
@@ -377,6 +347,12 @@ class H1Connection(asyncio.Protocol):
                 return
             if stream is self.active:
                 self.active = None
+        if self.active is not None and not self.transport.is_closing():
+            # RFC 9112 §9.3.2: responses leave in request order, so a pipelined request refused
+            # while an earlier one is answered gets its error after it; nothing more is read.
+            self.deferred_error = status
+            self.reads_done = True
+            return
         self.send_error(status)
 
     def send_error(self, status: int) -> None:
@@ -609,6 +585,9 @@ class H1Connection(asyncio.Protocol):
     def response_complete(self) -> None:
         self.active = None
         self.state.requests_done += 1
+        if self.deferred_error and not self.pipeline and self.keep_alive and not self.transport.is_closing():
+            self.send_error(self.deferred_error)
+            return
         if not self.keep_alive or self.transport.is_closing():
             # Linger when the request body was not read to its end.
             self.close_connection(linger=self.parsing is not None)
@@ -641,179 +620,3 @@ class H1Connection(asyncio.Protocol):
                 self.timer.arm(grace, self.close_connection)
             else:
                 self.close_connection()
-
-
-class HttpToolsConnection(H1Connection):
-    """HTTP/1.1 over the httptools (llhttp) parser: the fast path."""
-
-    __slots__ = ("parser", "url", "headers", "header_size", "in_head")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.parser = httptools.HttpRequestParser(self)
-        self.header_size = 0
-        self.url = b""
-        self.headers: Headers = []
-        self.in_head = False
-
-    def data_received(self, data: bytes) -> None:
-        if self.closing:
-            return
-        self.bytes_in_request += len(data)
-        try:
-            self.parser.feed_data(data)
-            if self.in_head:
-                # A head split across reads: the header-read deadline replaces keep-alive's.
-                # (A head that arrives whole never touches the timer here.)
-                self.arm_header_timer()
-        except RequestRejected as exc:
-            self.reject(exc.status, str(exc))
-        except httptools.HttpParserUpgrade as exc:
-            if self.upgraded_to is not None:
-                self.forward_upgraded(data[int(exc.args[0]):])
-                return
-            self.on_parser_upgrade(data)
-        except httptools.HttpParserError as exc:
-            cause = exc.__context__
-            if isinstance(cause, RequestRejected):
-                # httptools wraps exceptions raised in our callbacks.
-                self.reject(cause.status, str(cause))
-                return
-            self.reject(501 if self.unsupported_coding() else 400, str(exc))
-
-    def unsupported_coding(self) -> bool:
-        """llhttp refuses a Transfer-Encoding other than chunked: that is a 501, not a 400."""
-        return any(
-            name == b"transfer-encoding" and value.strip().lower() != b"chunked"
-            for name, value in self.headers
-        )
-
-    def on_parser_upgrade(self, data: bytes) -> None:
-        """llhttp stops parsing at an upgrade request it was not asked to take over.
-
-        The request itself was already dispatched as plain HTTP; nothing after it can be
-        parsed, so the connection closes once that response is done.
-        """
-        self.keep_alive = False
-        self.pause_reading()
-
-    # httptools callbacks
-    def on_message_begin(self) -> None:
-        self.in_head = True
-        self.url = b""
-        self.headers = []
-        self.header_size = 0
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-        if len(self.url) > self.limit_request_line:
-            raise RequestRejected(414, "request target too long")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
-        self.header_size += len(name) + len(value) + 4
-        if self.header_size > self.limit_headers_size:
-            raise RequestRejected(431, "header block too large")
-        if len(self.headers) >= self.limit_fields:
-            raise RequestRejected(431, "too many header fields")
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.in_head = False
-        parser = self.parser
-        version = parser.get_http_version()
-        if version not in ("1.1", "1.0"):
-            raise RequestRejected(400, f"unsupported HTTP version {version}")
-        self.begin_request(parser.get_method(), self.url, version, self.headers)
-
-    # The body callbacks are the shared handlers themselves (no extra call per event).
-    on_body = H1Connection.request_body
-    on_message_complete = H1Connection.request_end
-
-
-class H11Connection(H1Connection):
-    """HTTP/1.1 over h11: the strict, pure-Python path with the same behaviour."""
-
-    __slots__ = ("max_event", "h11", "head_bytes", "in_head")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.max_event = self.config.h11_max_incomplete_event_size or (
-            self.limit_request_line + self.limit_headers_size + 64
-        )
-        self.h11 = self.new_parser()
-        self.head_bytes = bytearray()
-        self.in_head = True
-
-    def new_parser(self) -> h11.Connection:
-        return h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_event)
-
-    def data_received(self, data: bytes) -> None:
-        if self.closing:
-            return
-        self.bytes_in_request += len(data)
-        try:
-            self.feed(data)
-        except RequestRejected as exc:
-            self.reject(exc.status, str(exc))
-        except h11.RemoteProtocolError as exc:
-            status = exc.error_status_hint
-            if status == 431 and b"\r\n" not in bytes(self.head_bytes[: self.limit_request_line + 2]):
-                status = 414
-            self.reject(status, str(exc))
-
-    def feed(self, data: bytes) -> None:
-        if self.in_head:
-            if not self.head_bytes:
-                self.arm_header_timer()
-            self.head_bytes += data
-            first_line_end = self.head_bytes.find(b"\r\n")
-            limit = self.limit_request_line + 64
-            if (first_line_end == -1 and len(self.head_bytes) > limit) or first_line_end > limit:
-                raise RequestRejected(414, "request line too long")
-        conn = self.h11
-        conn.receive_data(data)
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                return
-            if isinstance(event, h11.Request):
-                head = bytes(self.head_bytes)
-                end = head.find(b"\r\n\r\n")
-                block = head[: end + 2] if end != -1 else head
-                if b"\r\n " in block or b"\r\n\t" in block:
-                    # RFC 9112 §5.2: obs-fold; we reject it, as llhttp does.
-                    raise RequestRejected(400, "obsolete line folding in header")
-                self.in_head = False
-                self.head_bytes.clear()
-                version = event.http_version.decode("ascii")
-                headers = [(name, value) for name, value in event.headers]
-                self.check_header_limits(headers)
-                self.begin_request(event.method, event.target, version, headers)
-                if self.upgraded_to is not None or self.transport.is_closing():
-                    self.forward_upgraded(bytes(conn.trailing_data[0]))
-                    return
-            elif isinstance(event, h11.Data):
-                self.request_body(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                self.request_end()
-                leftover, _closed = conn.trailing_data
-                conn = self.h11 = self.new_parser()
-                self.in_head = True
-                if leftover:
-                    self.arm_header_timer()
-                    self.head_bytes += leftover
-                    conn.receive_data(bytes(leftover))
-            elif isinstance(event, h11.ConnectionClosed):
-                return
-
-
-def connection_class(config: Config) -> Callable[..., H1Connection]:
-    """Pick the HTTP/1.1 implementation for --http."""
-    if config.http == "h11" or (config.http == "auto" and httptools is None):
-        return H11Connection
-    if config.http in ("auto", "httptools"):
-        return HttpToolsConnection
-    from roadrunner.config import import_from_string
-
-    return import_from_string(config.http)  # type: ignore[no-any-return]

@@ -1,0 +1,118 @@
+"""HttpToolsConnection: HTTP/1.1 over httptools (llhttp), the fast path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from roadrunner.protocols.http1.connection import H1Connection
+from roadrunner.protocols.http1.rules import (
+    RequestRejected,
+    served_version,
+)
+
+try:
+    import httptools
+except ImportError:  # pragma: no cover - httptools is a hard dependency on CPython
+    httptools = None  # type: ignore[assignment]
+
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class HttpToolsConnection(H1Connection):
+    """HTTP/1.1 over the httptools (llhttp) parser: the fast path."""
+
+    __slots__ = ("parser", "url", "headers", "header_size", "in_head")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.parser = httptools.HttpRequestParser(self)
+        if hasattr(self.parser, "set_dangerous_leniencies"):  # httptools >= 0.6.2
+            # llhttp refuses versions other than 0.9, 1.0, 1.1 and 2.0 as a 400; the version is
+            # judged in served_version instead, as on the h11 path.
+            self.parser.set_dangerous_leniencies(lenient_version=True)
+        self.header_size = 0
+        self.url = b""
+        self.headers: Headers = []
+        self.in_head = False
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing or self.reads_done:
+            return
+        self.bytes_in_request += len(data)
+        try:
+            self.parser.feed_data(data)
+            if self.in_head:
+                # A head split across reads: the header-read deadline replaces keep-alive's.
+                # (A head that arrives whole never touches the timer here.)
+                self.arm_header_timer()
+        except RequestRejected as exc:
+            self.reject(exc.status, str(exc))
+        except httptools.HttpParserUpgrade as exc:
+            if self.upgraded_to is not None:
+                self.forward_upgraded(data[int(exc.args[0]):])
+                return
+            self.on_parser_upgrade(data)
+        except httptools.HttpParserError as exc:
+            if self.reads_done:
+                return  # llhttp refuses bytes after the last request: they are not read
+            cause = exc.__context__
+            if isinstance(cause, RequestRejected):
+                # httptools wraps exceptions raised in our callbacks.
+                self.reject(cause.status, str(cause))
+                return
+            reason = str(exc)
+            unsupported = "Transfer-Encoding`" in reason and self.unsupported_coding()
+            self.reject(501 if unsupported else 400, reason)
+
+    def unsupported_coding(self) -> bool:
+        """llhttp refuses a Transfer-Encoding other than chunked: that is a 501, not a 400."""
+        return any(
+            name == b"transfer-encoding" and value.strip().lower() != b"chunked"
+            for name, value in self.headers
+        )
+
+    def on_parser_upgrade(self, data: bytes) -> None:
+        """llhttp stops parsing at an upgrade request it was not asked to take over.
+
+        The request itself was already dispatched as plain HTTP; nothing after it can be
+        parsed, so the connection closes once that response is done.
+        """
+        self.keep_alive = False
+        self.pause_reading()
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.in_head = True
+        self.url = b""
+        self.headers = []
+        self.header_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self.limit_request_line:
+            raise RequestRejected(414, "request target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        self.header_size += len(name) + len(value) + 4
+        if self.header_size > self.limit_headers_size:
+            raise RequestRejected(431, "header block too large")
+        if not self.in_head:
+            return  # a trailer field: not part of the scope, which the app already has (as h11)
+        # RFC 9110 §5.5: OWS around a field value is not part of it; llhttp keeps the trailing.
+        value = value.rstrip(b" \t")
+        if len(self.headers) >= self.limit_fields:
+            raise RequestRejected(431, "too many header fields")
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        parser = self.parser
+        method = parser.get_method()
+        version = served_version(method, parser.get_http_version())
+        self.begin_request(method, self.url, version, self.headers)
+
+    # The body callbacks are the shared handlers themselves (no extra call per event).
+    on_body = H1Connection.request_body
+    on_message_complete = H1Connection.request_end

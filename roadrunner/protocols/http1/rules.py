@@ -1,0 +1,106 @@
+"""RFC 9112 request rules and response constants shared by both HTTP/1.1 parsers."""
+
+from __future__ import annotations
+
+import http
+import re
+
+from roadrunner.middleware.proxy_headers import FORWARDING_NAMES
+
+# Request fields check_headers acts on; every other field costs it one set lookup.
+REQUEST_FIELDS_OF_INTEREST = frozenset(
+    {b"host", b"content-length", b"transfer-encoding", b"connection", b"expect", b"te", b"upgrade"}
+) | FORWARDING_NAMES
+
+
+def _status_line(status: int) -> bytes:
+    try:
+        phrase = http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        phrase = b""
+    return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+
+
+STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
+ERROR_BODIES = {
+    400: b"Invalid HTTP request received.",
+    408: b"Request header read timed out.",
+    413: b"Request body too large.",
+    414: b"Request line too long.",
+    431: b"Request header fields too large.",
+    501: b"Unsupported Transfer-Encoding.",
+    503: b"Service Unavailable",
+    505: b"HTTP Version Not Supported.",
+}
+LINGER_SECONDS = 2.0
+# Body chunks at least this large are not joined to the head or chunk framing (a copy).
+JOIN_LIMIT = 65536
+# What llhttp refuses in a request head and h11 lets through: a control character other than
+# HTAB (RFC 9110 §5.5), a bare CR or LF line end (RFC 9112 §2.2) and obs-fold (RFC 9112 §5.2).
+INVALID_HEAD = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[ \t]")
+# RFC 9112 §7.1.1: chunk-size [ chunk-ext ] CRLF. h11 takes ";" and anything after it; this is
+# llhttp's reading: no BWS; empty names and values are taken, a final ";" is not.
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
+_VALUE = rb'(?:[-!#$%&\'*+.^_`|~0-9A-Za-z]+|"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*")?'
+CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:;(?:%s(?:=%s)?|=%s)?)*(?<!;)\r\n" % (_TOKEN, _VALUE, _VALUE))
+MAX_CHUNK_LINE = 4096
+SP_RUN = re.compile(b"  +")
+NOT_IN_LINE = re.compile(rb"[\x00-\x0c\x0e-\x1f\x7f-\xff]")
+REQUEST_LINE = re.compile(rb"([-!#$%&'*+.^_`|~0-9A-Za-z]+) +([^ ]+) +HTTP/([0-9]\.[0-9])\r\n")
+# RFC 3986 §3.2: an authority is userinfo, host and port characters (llhttp refuses others).
+AUTHORITY = re.compile(rb"[-A-Za-z0-9._~%!$&'()*+,;=:@\[\]]+")
+ABSOLUTE_FORM = re.compile(rb"[A-Za-z]+://")  # llhttp: a scheme of letters
+# h11 answers 501 for an empty Transfer-Encoding; llhttp 400, as RFC 9112 §6.3 wants (no chunked).
+EMPTY_TE = re.compile(rb"\ntransfer-encoding:[ \t]*\r?\n", re.I)
+# RFC 9112 §6.3: chunked not last in a request is a 400 (llhttp; h11 says 501).
+TE_NOT_LAST = re.compile(
+    rb"\ntransfer-encoding:(?:[^\r\n]*,)?[ \t]*chunked[ \t]*(?:,|\r?\n(?:[^\r\n]*\n)*?transfer-encoding[ \t]*:)", re.I
+)
+TE_FIELD = re.compile(rb"\ntransfer-encoding[ \t]*:", re.I)
+CL_FIELD = re.compile(rb"\ncontent-length[ \t]*:", re.I)
+# llhttp does not take "chunked" followed by HTAB as chunked (a 400 there); h11 strips it.
+TE_TAB = re.compile(rb"\ntransfer-encoding:[^\r\n]*\t\r\n", re.I)
+# RFC 9110 §6.5.1: framing fields are not allowed in a trailer section (llhttp refuses them).
+TRAILER_FRAMING = re.compile(rb"(?:transfer-encoding|content-length)[ \t]*:", re.I)
+# The methods llhttp knows; h11 takes any token, and refuses the others here so both agree.
+KNOWN_METHODS = frozenset(
+    b"DELETE GET HEAD POST PUT CONNECT OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND PROPPATCH SEARCH "
+    b"UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY SUBSCRIBE "
+    b"UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE QUERY".split()
+)
+# The end of a head as h11 finds it (it also takes bare LF line ends).
+HEAD_END = re.compile(rb"\n\r?\n")
+
+
+class RequestRejected(Exception):
+    """A request the server answers itself with an error status, then closes."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def valid_authority(target: bytes) -> bool:
+    """Whether an absolute-form target's authority has only RFC 3986 §3.2 characters."""
+    return AUTHORITY.fullmatch(target.partition(b"//")[2].split(b"/", 1)[0].split(b"?", 1)[0]) is not None
+
+
+def target_refused(method: bytes, target: bytes) -> bool:
+    """llhttp's first look at a request target (RFC 9112 §3.2), which comes before the version."""
+    if target[:1] == b"/" or target == b"*" or method == b"CONNECT":
+        return False
+    return ABSOLUTE_FORM.match(target) is None or not valid_authority(target)
+
+
+def served_version(method: bytes, version: str) -> str:
+    """The HTTP/1.x version a request is served as; both parsers hand theirs over as "M.m"."""
+    if version == "1.1" or version == "1.0":
+        return version
+    if method == b"PRI":
+        raise RequestRejected(400, "HTTP/2 connection preface on an HTTP/1.1 connection")
+    if version == "0.9":
+        raise RequestRejected(400, "no HTTP version in the request line")  # llhttp's "0.9"
+    if version[0] == "1":
+        return "1.1"  # RFC 9112 §2.3: a higher minor version is served as the highest we know
+    # RFC 9110 §15.6.6: a major version the server does not support is a 505.
+    raise RequestRejected(505, f"unsupported HTTP version {version}")
