@@ -509,6 +509,16 @@ cdef class Session:
                    nghttp2_session_get_remote_window_size(self.session) - self.queued)
 
     @property
+    def closed(self):
+        """The client's GOAWAY has arrived: Http2Connection then ends the connection (as on h2)."""
+        return self.goaway_received
+
+    @property
+    def highest_inbound_stream_id(self):
+        """The highest stream id the client opened that nghttp2 processed (h2's attribute)."""
+        return nghttp2_session_get_last_proc_stream_id(self.session)
+
+    @property
     def max_outbound_frame_size(self):
         return nghttp2_session_get_remote_settings(self.session, NGHTTP2_SETTINGS_MAX_FRAME_SIZE)
 

@@ -4,7 +4,7 @@ Both offer the subset of h2's `H2Connection` that Http2Connection uses and retur
 objects: receive_data() -> events, send_headers / send_data / end_stream / reset_stream,
 acknowledge_received_data, local_flow_control_window, max_outbound_frame_size,
 increment_flow_control_window, initiate_connection / initiate_upgrade_connection,
-close_connection and data_to_send. `--http2-engine auto` takes nghttp2 when the extension
+close_connection, data_to_send and `closed` (a GOAWAY has arrived). `--http2-engine auto` takes nghttp2 when the extension
 module `roadrunner.protocols._nghttp2` was built (it needs libnghttp2-dev at install time).
 """
 

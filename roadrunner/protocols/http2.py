@@ -204,6 +204,11 @@ class ServerH2Connection(H2Connection):
     """h2's connection with RFC 9113 stream errors where h2 would tear the connection down."""
 
     @property
+    def closed(self) -> bool:
+        """A GOAWAY was received or sent (the engine interface's name for h2's CLOSED state)."""
+        return self.state_machine.state is ConnectionState.CLOSED
+
+    @property
     def open_inbound_streams(self) -> int:
         # h2 would answer a stream past SETTINGS_MAX_CONCURRENT_STREAMS with a connection error;
         # Http2Connection refuses it with REFUSED_STREAM instead (RFC 9113 §5.1.2). h2's count
@@ -617,7 +622,7 @@ class Http2Connection(asyncio.Protocol):
         except ProtocolError as exc:
             self.on_protocol_error(exc)
             return
-        if self.h2.state_machine.state is ConnectionState.CLOSED:
+        if self.h2.closed:
             # The client's GOAWAY came in this read: h2 now refuses every frame we could send
             # (RST_STREAM included), so no request read with it can be answered.
             self.on_goaway_received()
