@@ -243,6 +243,11 @@ cdef class Session:
             # (nghttp2 would ignore the frame).
             self.fail(None, 1, "stream id lower than a previous one")
             return
+        if kind == NGHTTP2_PING or kind == NGHTTP2_SETTINGS:
+            # nghttp2 sends its ACKs ahead of everything queued: what earlier frames caused
+            # (an RST_STREAM) is serialized first, so answers keep the order of the frames
+            # that caused them, as on h2 (a PING after a broken rule sees its RST_STREAM first).
+            self.flush_session()
         if self.feed(h, have):
             self.pass_left = length - (have - 9)
 

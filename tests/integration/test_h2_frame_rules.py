@@ -115,13 +115,7 @@ def first_reset(client: RawH2) -> int | None:
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_answer_does_not_depend_on_timing(
-    server: RunningServer, case: str, mode: str, request: pytest.FixtureRequest
-) -> None:
-    if server.config.http2_engine == "nghttp2":
-        # Known gap of the nghttp2 engine (issue 14): the RST_STREAM for these rules is
-        # sometimes missing. The case still runs; not strict, so a pass shows as XPASS.
-        request.applymarker(pytest.mark.xfail(reason="nghttp2 engine: RST_STREAM sometimes missing"))
+def test_answer_does_not_depend_on_timing(server: RunningServer, case: str, mode: str) -> None:
     parts, expected = CASES[case]
     answers = []
     for _ in range(REPEAT):
