@@ -14,6 +14,7 @@ import click
 
 import roadrunner
 from roadrunner.config import (
+    HTTP2_ENGINE_CHOICES,
     HTTP_CHOICES,
     INTERFACE_CHOICES,
     LIFESPAN_CHOICES,
@@ -55,6 +56,7 @@ def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
 @click.option("--loop", type=str, metavar=f"[{'|'.join(c for c in LOOP_CHOICES if c != 'none')}]", default="auto", show_default=True, help="Event loop factory implementation, or a module:attribute loop factory.")
 @click.option("--http", type=str, metavar=f"[{'|'.join(HTTP_CHOICES)}]", default="auto", show_default=True, help="HTTP/1.1 protocol implementation (zttp is refused: HTTP/2 is built in).")
 @click.option("--http2", is_flag=True, default=False, show_default=True, help="Enable HTTP/2 support (adds h2 to --protocols).")
+@click.option("--http2-engine", type=click.Choice(HTTP2_ENGINE_CHOICES), default="auto", show_default=True, help="HTTP/2 engine: nghttp2 (compiled, libnghttp2) or h2 (pure Python); auto takes nghttp2 when it is built.")
 @click.option("--ws", type=str, metavar=f"[{'|'.join(c for c in WS_CHOICES if c != 'none')}]", default="auto", show_default=True, help="WebSocket protocol implementation.")
 @click.option("--ws-max-size", type=int, default=16777216, show_default=True, help="WebSocket max message size in bytes.")
 @click.option("--ws-max-queue", type=int, default=32, show_default=True, help="Max queued incoming WebSocket messages.")

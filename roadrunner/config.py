@@ -34,6 +34,7 @@ logger = logging.getLogger("roadrunner.error")
 # uvicorn 0.54's sets; --loop also takes a "module:attribute" loop factory.
 LOOP_CHOICES = ("none", "auto", "asyncio", "uvloop", "zuvloop")
 HTTP_CHOICES = ("auto", "h11", "httptools", "zttp")
+HTTP2_ENGINE_CHOICES = ("auto", "nghttp2", "h2")
 WS_CHOICES = ("auto", "none", "wsproto", "websockets", "websockets-sansio")
 LIFESPAN_CHOICES = ("auto", "on", "off")
 INTERFACE_CHOICES = ("auto", "asgi3", "asgi2", "wsgi")
@@ -174,6 +175,7 @@ class Config:
         h2_max_ping_rate: int = 50,
         h2_max_settings_rate: int = 50,
         h2_max_empty_frame_rate: int = 100,
+        http2_engine: str = "auto",
         alt_svc: bool = True,
         # HTTP/3 over QUIC (roadrunner.protocols.http3 / quic)
         h3_max_concurrent_streams: int = 100,
@@ -283,6 +285,7 @@ class Config:
         self.h2_max_ping_rate = h2_max_ping_rate
         self.h2_max_settings_rate = h2_max_settings_rate
         self.h2_max_empty_frame_rate = h2_max_empty_frame_rate
+        self.http2_engine = http2_engine
         self.alt_svc = alt_svc
         self.h3_max_concurrent_streams = h3_max_concurrent_streams
         self.h3_max_field_section_size = h3_max_field_section_size
@@ -348,6 +351,7 @@ class Config:
         checks = [
             ("loop", self.loop, LOOP_CHOICES),
             ("http", self.http, HTTP_CHOICES),
+            ("http2-engine", self.http2_engine, HTTP2_ENGINE_CHOICES),
             ("ws", self.ws, WS_CHOICES),
             ("lifespan", self.lifespan, LIFESPAN_CHOICES),
             ("interface", self.interface, INTERFACE_CHOICES),
@@ -387,6 +391,12 @@ class Config:
             raise ConfigError("--h2-connection-window-size must be between 65535 and 2^31-1.")
         if self.workers < 1:
             raise ConfigError("--workers must be at least 1.")
+        if self.http2_engine == "nghttp2":
+            from roadrunner.protocols.h2engine import nghttp2_missing
+
+            missing = nghttp2_missing()
+            if missing:
+                raise ConfigError(f"--http2-engine nghttp2: the nghttp2 engine is not available ({missing}).")
         for feature, message in NOT_YET_AVAILABLE.items():
             if getattr(self, feature, None):
                 raise ConfigError(message)

@@ -222,6 +222,10 @@ class Server:
         config = self.config
         scheme = "https" if config.is_ssl else "http"
         protocols = ",".join(config.protocols)
+        if "h2" in config.protocols:
+            from roadrunner.protocols.h2engine import engine_name
+
+            protocols += f" on {engine_name(config)}"  # the HTTP/2 engine (--http2-engine)
         if config.uds:
             logger.info("Roadrunner running on unix socket %s (Press CTRL+C to quit)", config.uds)
         elif config.fd is not None:

@@ -6,6 +6,22 @@ from pathlib import Path
 import pytest
 import trustme
 
+from tests import helpers
+from tests.helpers import HTTP2_ENGINES
+
+
+@pytest.fixture(params=HTTP2_ENGINES)
+def http2_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test once per HTTP/2 engine (test ids [nghttp2] and [h2]).
+
+    Servers started with tests.helpers.run_server and CLI servers (ROADRUNNER_HTTP2_ENGINE) in
+    the test use that engine unless the test names one itself.
+    """
+    engine: str = request.param
+    monkeypatch.setitem(helpers.SERVER_DEFAULTS, "http2_engine", engine)
+    monkeypatch.setenv("ROADRUNNER_HTTP2_ENGINE", engine)
+    return engine
+
 
 @pytest.fixture(scope="session")
 def tls_ca() -> trustme.CA:

@@ -12,8 +12,27 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from roadrunner.config import Config
+from roadrunner.protocols.h2engine import nghttp2_missing
 from roadrunner.server import Server, setup_event_loop
+
+NGHTTP2_MISSING = nghttp2_missing()
+# The HTTP/2 engines a test runs on (the http2_engine fixture; module-scoped servers use it
+# as their params): nghttp2 is skipped, with the reason, where the extension is not built.
+HTTP2_ENGINES = [
+    pytest.param(
+        "nghttp2",
+        marks=pytest.mark.skipif(
+            bool(NGHTTP2_MISSING), reason=f"the nghttp2 engine is not built: {NGHTTP2_MISSING}"
+        ),
+    ),
+    "h2",
+]
+# Config defaults every run_server() call takes unless it passes its own: the http2_engine
+# fixture (tests/conftest.py) sets "http2_engine" here so HTTP/2 tests run on each engine.
+SERVER_DEFAULTS: dict[str, Any] = {}
 
 
 @dataclass
@@ -36,6 +55,8 @@ def run_server(app: Any, **kwargs: Any) -> Iterator[RunningServer]:
     kwargs.setdefault("lifespan", "off")
     # Leave logging alone so tests can attach handlers (see capture_logs).
     kwargs.setdefault("log_config", None)
+    for name, value in SERVER_DEFAULTS.items():
+        kwargs.setdefault(name, value)
     config = Config(app, **kwargs)
     server = Server(config)
     errors: list[BaseException] = []

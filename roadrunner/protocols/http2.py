@@ -46,6 +46,12 @@ from hyperframe.frame import (
 
 from roadrunner.asgi.scope import asgi_info, http_scope
 from roadrunner.asgi.stream import HTTPStream
+from roadrunner.protocols.h2engine import (
+    HeaderBlockTooLarge,
+    engine_name,
+    local_settings,
+    new_nghttp2_state,
+)
 
 if TYPE_CHECKING:
     from roadrunner.config import Config
@@ -103,10 +109,6 @@ def check_trailers(headers: Headers) -> None:
 
 
 # -- h2 hardening: small subclasses that turn h2's defaults into our limits ---------------------
-
-
-class HeaderBlockTooLarge(DenialOfServiceError):
-    """The encoded header block outgrew --h2-max-header-block-size (GOAWAY ENHANCE_YOUR_CALM)."""
 
 
 class CappedFrameBuffer(FrameBuffer):
@@ -208,6 +210,11 @@ class ServerH2Connection(H2Connection):
         # compliant peer has at most MAX_CONCURRENT_STREAMS streams open meanwhile.
         self.MAX_CLOSED_STREAMS = max_closed_streams
         super().__init__(config)
+
+    @property
+    def closed(self) -> bool:
+        """A GOAWAY was received or sent (the engine interface's name for h2's CLOSED state)."""
+        return self.state_machine.state is ConnectionState.CLOSED
 
     @property
     def open_inbound_streams(self) -> int:
@@ -338,23 +345,21 @@ def new_h2_state(config: Config) -> ServerH2Connection:
         config.h2_max_header_list_size * HEADER_BOMB_FACTOR, max(table, 4096)
     )
     conn.encoder = CappedEncoder(table)
-    conn.local_settings.update(
-        {
-            SettingCodes.HEADER_TABLE_SIZE: table,
-            SettingCodes.ENABLE_PUSH: 0,
-            SettingCodes.MAX_CONCURRENT_STREAMS: config.h2_max_concurrent_streams,
-            SettingCodes.INITIAL_WINDOW_SIZE: config.h2_initial_window_size,
-            SettingCodes.MAX_FRAME_SIZE: config.h2_max_frame_size,
-            SettingCodes.MAX_HEADER_LIST_SIZE: config.h2_max_header_list_size,
-            # RFC 8441 §3: Extended CONNECT carries WebSocket unless --ws none.
-            SettingCodes.ENABLE_CONNECT_PROTOCOL: 0 if config.ws == "none" else 1,
-        }
-    )
+    conn.local_settings.update(dict(local_settings(config)))
     # Our receive windows take effect at once: the client can only send less than they allow
     # until it has seen them, never more.
     conn.local_settings.acknowledge()
     conn.max_inbound_frame_size = config.h2_max_frame_size
     return conn
+
+
+def new_state(config: Config) -> Any:
+    """The HTTP/2 engine state of one connection, per --http2-engine (see h2engine)."""
+    if engine_name(config) == "nghttp2":
+        return new_nghttp2_state(
+            config, config.h2_max_header_list_size * HEADER_BOMB_FACTOR, guard_counters, logger
+        )
+    return new_h2_state(config)
 
 
 # -- one stream -----------------------------------------------------------------------------------
@@ -513,7 +518,7 @@ class Http2Connection(asyncio.Protocol):
         self.access_log = config.access_log
         self.root_path = config.root_path
         self.asgi_info = asgi_info(config.asgi_version)
-        self.h2 = new_h2_state(config)
+        self.h2 = new_state(config)
         self.streams: dict[int, H2StreamTransport] = {}
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.client: tuple[str, int] | None = None
@@ -626,7 +631,7 @@ class Http2Connection(asyncio.Protocol):
         except ProtocolError as exc:
             self.on_protocol_error(exc)
             return
-        if self.h2.state_machine.state is ConnectionState.CLOSED:
+        if self.h2.closed:
             # The client's GOAWAY came in this read: h2 now refuses every frame we could send
             # (RST_STREAM included), so no request read with it can be answered.
             self.on_goaway_received()

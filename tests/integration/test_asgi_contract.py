@@ -68,6 +68,7 @@ def test_h1_receive_after_body_waits_for_response_complete(http: str) -> None:
     assert watcher_results == ["http.disconnect", "http.disconnect"]
 
 
+@pytest.mark.usefixtures("http2_engine")
 def test_h2_receive_after_body_waits_for_response_complete() -> None:
     with run_server(watcher_app, protocols="h1,h2") as server:
         with httpx.Client(http1=False, http2=True) as client:
@@ -134,6 +135,7 @@ def test_h1_client_leaving_wakes_receive_and_send_raises(http: str) -> None:
     assert probe.events == ["http.disconnect", "ClientDisconnected"]
 
 
+@pytest.mark.usefixtures("http2_engine")
 def test_h2_stream_reset_wakes_receive_and_send_raises() -> None:
     probe = DisconnectProbe()
     with run_server(probe, protocols="h2") as server, RawH2(server.port) as client:

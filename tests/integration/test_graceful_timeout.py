@@ -88,6 +88,7 @@ def test_request_cancelled_at_the_graceful_timeout_is_answered_like_uvicorn(
     ("/slow?30", 500, b"Internal Server Error", None),
     ("/stall", 200, b"start", 0x2),  # RST_STREAM(INTERNAL_ERROR): never an ended stream
 ])
+@pytest.mark.usefixtures("http2_engine")
 def test_h2_stream_cancelled_at_the_graceful_timeout(
     tmp_path: Path, path: str, status: int, body: bytes, reset: int | None
 ) -> None:

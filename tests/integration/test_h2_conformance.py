@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hyperframe.frame import DataFrame, GoAwayFrame, PingFrame, SettingsFrame, WindowUpdateFrame
 
-from tests.helpers import RunningServer, read_body, run_server
+from tests.helpers import HTTP2_ENGINES, RunningServer, read_body, run_server
 from tests.integration.test_http2_support import RawH2, request_headers
 
 NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x3
@@ -38,9 +38,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"ok:%d" % len(body)})
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RunningServer]:
-    with run_server(app, protocols="h2", h2_max_reset_rate=10_000) as running:
+@pytest.fixture(scope="module", params=HTTP2_ENGINES)
+def server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    with run_server(
+        app, protocols="h2", h2_max_reset_rate=10_000, http2_engine=request.param
+    ) as running:
         yield running
 
 
@@ -285,6 +287,7 @@ def test_6_9_stream_window_update_of_zero_is_stream_error(server: RunningServer)
         assert client.stream_outcome(1)["reset"] == PROTOCOL_ERROR
 
 
+@pytest.mark.usefixtures("http2_engine")
 def test_6_9_2_settings_initial_window_change_applies_to_open_streams() -> None:
     big = b"w" * 100_000
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from hyperframe.frame import GoAwayFrame, PingFrame, RstStreamFrame, SettingsFrame
 
-from tests.helpers import RunningServer, read_body, run_server
+from tests.helpers import HTTP2_ENGINES, RunningServer, read_body, run_server
 from tests.integration.test_h2_conformance import (
     DATA,
     END_HEADERS,
@@ -44,9 +44,12 @@ async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"hello"})
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RunningServer]:
-    with run_server(hello, protocols="h2", h2_max_reset_rate=10_000) as running:
+# Both HTTP/2 engines (test ids [nghttp2] / [h2]).
+@pytest.fixture(scope="module", params=HTTP2_ENGINES)
+def server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    with run_server(
+        hello, protocols="h2", h2_max_reset_rate=10_000, http2_engine=request.param
+    ) as running:
         yield running
 
 

@@ -21,6 +21,9 @@ from roadrunner.protocols.http2 import guard_counters
 from tests.helpers import RunningServer, run_server
 from tests.integration.test_http2_support import RawH2, request_headers
 
+# Every test here runs once per HTTP/2 engine (nghttp2, h2): see the http2_engine fixture.
+pytestmark = pytest.mark.usefixtures("http2_engine")
+
 PROTOCOL_ERROR, FLOW_CONTROL_ERROR, COMPRESSION_ERROR, ENHANCE_YOUR_CALM = 0x1, 0x3, 0x9, 0xB
 
 

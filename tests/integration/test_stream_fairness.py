@@ -97,6 +97,7 @@ class FastH2Client:
         self.sock.sendall(self.h2.data_to_send())
 
 
+@pytest.mark.usefixtures("http2_engine")
 def test_h2_bytes_leave_while_the_app_produces() -> None:
     """Before: h2 queued the whole window in the process; the first byte left at the end."""
     app = Producer(limit=50_000)  # 5 MB
@@ -150,6 +151,7 @@ def test_busy_stream_does_not_starve_other_connections(protocols: str, tmp_path:
     assert streaming  # answered while the GB was still being sent
 
 
+@pytest.mark.usefixtures("http2_engine")
 def test_h2_cancel_stops_the_handler_and_the_connection_serves_on() -> None:
     """RST_STREAM(CANCEL) from a client that keeps reading: the handler ends promptly."""
     app = Producer(limit=10_000_000)

@@ -18,6 +18,9 @@ from tests.helpers import run_server
 from tests.integration.test_websocket import echo_app
 from tests.integration.ws_h2_client import H2WebSocketClient
 
+# Every test here runs once per HTTP/2 engine (nghttp2, h2): see the http2_engine fixture.
+pytestmark = pytest.mark.usefixtures("http2_engine")
+
 
 @pytest.fixture
 def h2_server(tls_files: dict[str, str]) -> Any:

@@ -11,9 +11,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.helpers import run_server
 from tests.interop.chromium import chromium
 from tests.interop.conftest import require_tool
+
+# Every test here runs once per HTTP/2 engine (nghttp2, h2): see the http2_engine fixture.
+pytestmark = pytest.mark.usefixtures("http2_engine")
 
 PAGE = b"""<!doctype html><html><body><div id="out">waiting</div><script>
 window.echo = new Promise((resolve, reject) => {

@@ -12,6 +12,9 @@ import pytest
 from tests.helpers import run_server
 from tests.interop.conftest import require_tool
 
+# Every test here runs once per HTTP/2 engine (nghttp2, h2): see the http2_engine fixture.
+pytestmark = pytest.mark.usefixtures("http2_engine")
+
 TRAILER_BODY = b"body before trailers"
 
 
