@@ -29,6 +29,7 @@ from pyqwest import HTTPVersion, SyncClient, SyncHTTPTransport  # noqa: E402
 from tests.frameworks.grpc_app import echo_pb2 as pb  # noqa: E402
 from tests.frameworks.grpc_app import echo_pb2_grpc  # noqa: E402
 from tests.frameworks.grpc_app.echo_connect import EchoClientSync  # noqa: E402
+from tests.helpers import NGHTTP2_MISSING  # noqa: E402
 from tests.integration.process_helpers import roadrunner  # noqa: E402
 from tests.integration.test_http2_grpc import stream_frames  # noqa: E402
 from tests.integration.test_http2_support import RawH2, request_headers  # noqa: E402
@@ -53,15 +54,31 @@ class Target:
         return path
 
 
-@pytest.fixture(scope="module", params=["h2c", "h1,h2", "tls"])
+# Every transport on each HTTP/2 engine (nghttp2 skipped, with the reason, where not built).
+TARGETS = [
+    pytest.param(
+        (transport, engine),
+        id=f"{transport}-{engine}",
+        marks=pytest.mark.skipif(
+            engine == "nghttp2" and bool(NGHTTP2_MISSING),
+            reason=f"the nghttp2 engine is not built: {NGHTTP2_MISSING}",
+        ),
+    )
+    for transport in ("h2c", "h1,h2", "tls")
+    for engine in ("nghttp2", "h2")
+]
+
+
+@pytest.fixture(scope="module", params=TARGETS)
 def target(request: pytest.FixtureRequest, tls_files: dict[str, str], project_root: Path,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    """One server per transport for the whole module."""
-    name = request.param
+    """One server per transport and HTTP/2 engine for the whole module."""
+    name, engine = request.param
     if name == "tls":
         args = ["--ssl-certfile", tls_files["certfile"], "--ssl-keyfile", tls_files["keyfile"]]
     else:
         args = ["--protocols", "h2" if name == "h2c" else "h1,h2"]
+    args += ["--http2-engine", engine]
     with roadrunner(APP, *args, "--no-access-log", cwd=project_root) as server:
         address = f"127.0.0.1:{server.port}"
         ca = Path(tls_files["cafile"]).read_bytes() if name == "tls" else None
