@@ -57,8 +57,12 @@ class Producer:
 class FastH2Client:
     """An HTTP/2 client (h2 over a socket) that reads everything at once with a huge window."""
 
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    def __init__(self, port: int, rcvbuf: int | None = None) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:  # before connect, so the advertised TCP window is small too
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(10)
+        self.sock.connect(("127.0.0.1", port))
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         self.h2.initiate_connection()
         self.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: HUGE_WINDOW})
@@ -98,18 +102,28 @@ class FastH2Client:
 
 
 @pytest.mark.usefixtures("http2_engine")
-def test_h2_bytes_leave_while_the_app_produces() -> None:
-    """Before: h2 queued the whole window in the process; the first byte left at the end."""
-    app = Producer(limit=50_000)  # 5 MB
-    progress_at_first_byte: list[int] = []
+def test_h2_app_is_held_back_by_the_socket_not_by_memory() -> None:
+    """A client that reads nothing, with a window of 2^31-1: the app stalls once the socket and
+    the transport's buffer are full, instead of h2 queueing the whole response in the process.
+    Before: the app produced all 20 MB (into h2's buffer) before the first byte was written.
+    Judged by the app's own progress, so the client's scheduling cannot move the verdict."""
+    app = Producer(limit=200_000)  # 20 MB
     with run_server(app, protocols="h2") as server:
-        client = FastH2Client(server.port)
-        client.on_data = lambda _sid, total: progress_at_first_byte or progress_at_first_byte.append(app.sent)
-        stream_id = client.request("/")
-        client.read_until(lambda: stream_id in client.ended)
+        client = FastH2Client(server.port, rcvbuf=65536)
+        client.request("/")
+        last, since = -1, time.monotonic()
+        deadline = since + 30
+        while time.monotonic() < deadline and not app.finished.is_set():
+            if app.sent != last:
+                last, since = app.sent, time.monotonic()
+            elif time.monotonic() - since > 0.5:
+                break  # no progress for 0.5 s: held back
+            time.sleep(0.05)
+        finished, held_at = app.finished.is_set(), app.sent
+        app.stop.set()
         client.sock.close()
-    assert client.received[stream_id] == 50_000 * len(MESSAGE)
-    assert progress_at_first_byte[0] < app.limit // 2, progress_at_first_byte
+    assert not finished, "the app produced the whole response with nobody reading it"
+    assert held_at < app.limit // 2, held_at
 
 
 PRODUCER_APP = """
