@@ -477,8 +477,12 @@ class H2StreamTransport:
         # The app took nbytes: hand that much window back to the client.
         if self.h1_body or self.closed:
             return
-        self.unacked -= nbytes
-        self.connection.acknowledge(self.stream_id, nbytes)
+        # Window already handed back for body left unread (an answered stream, maybe_finish) is
+        # not handed back twice: at most what is still unacknowledged.
+        nbytes = min(nbytes, self.unacked)
+        if nbytes > 0:
+            self.unacked -= nbytes
+            self.connection.acknowledge(self.stream_id, nbytes)
 
     def abort(self) -> None:
         self.connection.reset(self, ErrorCodes.INTERNAL_ERROR)
