@@ -66,6 +66,49 @@ def test_echo_over_extended_connect(h2_server: Any, client_ssl_context: ssl.SSLC
     assert ("host", "127.0.0.1") in [(k.decode(), v.decode()) for k, v in scope["headers"]]
 
 
+def test_client_close_then_end_stream_keeps_the_connection(
+        h2_server: Any, client_ssl_context: ssl.SSLContext) -> None:
+    """Chromium's close: the client's close frame, the server's reply ending the stream, then
+    the client's END_STREAM. The close frame's window was handed back once when the answered
+    stream was retired (RFC 9113 §6.9): the bridge consuming it afterwards must not hand it back
+    again (a negative acknowledgement killed the connection on both engines)."""
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await echo_app(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"still here"})
+
+    with h2_server(app) as server:
+        client = H2WebSocketClient(server.port, client_ssl_context)
+        assert client.status == 200
+        client.send(TextMessage(data="ping"))
+        assert client.next_event() == TextMessage(data="ping")
+        client.send(CloseConnection(code=1000, reason="done"))
+        event = client.next_event()
+        assert isinstance(event, CloseConnection) and event.code == 1000
+        client.wait_ended()
+        client.h2.end_stream(client.stream_id)
+        client.flush()
+        # The same connection still serves a request.
+        stream_id = client.h2.get_next_available_stream_id()
+        client.h2.send_headers(stream_id, [(":method", "GET"), (":scheme", "https"),
+                                           (":path", "/"), (":authority", "127.0.0.1")],
+                               end_stream=True)
+        client.flush()
+        status = None
+        while status is None:
+            data = client.sock.recv(65536)
+            assert data, "the server closed the connection"
+            for h2_event in client.h2.receive_data(data):
+                assert not isinstance(h2_event, h2e.ConnectionTerminated), h2_event
+                if isinstance(h2_event, h2e.ResponseReceived) and h2_event.stream_id == stream_id:
+                    status = dict(h2_event.headers)[":status"]
+            client.flush()
+        assert status == "200"
+        client.close()
+
+
 def test_h2c_prior_knowledge_websocket() -> None:
     with run_server(echo_app, protocols="h1,h2") as server:
         client = H2WebSocketClient(server.port)
