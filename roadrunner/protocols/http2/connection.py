@@ -1,7 +1,7 @@
 """HTTP/2 connections (RFC 9113) over an engine (engine.H2Engine), bridged to the HTTPStream.
 
-`Http2Connection` owns framing decisions, flow control, settings, limits and flood guards for
-one connection on either engine; `stream.H2StreamTransport` is the per-stream `StreamTransport`
+`Http2Connection` owns flow control, settings, limits and flood guards for one connection on
+either engine (the engine frames and tracks stream states); `stream.H2StreamTransport` is the per-stream `StreamTransport`
 the shared `HTTPStream` writes through, so the ASGI side is the same code as HTTP/1.1 and
 HTTP/3.
 """

@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from roadrunner.protocols.http2.connection import Http2Connection
 
 
-
 class H2StreamTransport:
     """The StreamTransport of one HTTP/2 stream: writes within the peer's flow-control window."""
 

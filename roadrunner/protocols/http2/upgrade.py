@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from roadrunner.protocols.http1 import H1Connection
 
 
-
 def upgrade_from_h1(h1: H1Connection, stream: HTTPStream) -> bool:
     """RFC 7540 §3.2: answer `Upgrade: h2c` with 101 and serve the request as stream 1.
 
