@@ -14,7 +14,7 @@ $(BIN)/python:
 # The nghttp2 HTTP/2 engine is compiled against libnghttp2: as root with apt-get (CI, a fresh
 # Debian machine) its headers and a compiler are installed when missing; without root nothing
 # is installed and setup.py builds without it (HTTP/2 then runs on h2).
-$(STAMP): pyproject.toml setup.py $(wildcard roadrunner/protocols/_nghttp2*.p*) | $(BIN)/python
+$(STAMP): pyproject.toml setup.py $(wildcard roadrunner/protocols/http2/_nghttp2*.p*) | $(BIN)/python
 	@need=""; \
 	[ -f /usr/include/nghttp2/nghttp2.h ] || need="$$need libnghttp2-dev"; \
 	command -v cc >/dev/null 2>&1 || need="$$need gcc libc6-dev"; \
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard roadrunner/protocols/_nghttp2*.p*) 
 			>/dev/null 2>&1 || echo "could not install$$need: HTTP/2 will run on h2"; \
 	fi
 	$(BIN)/pip install -q -e '.[test]'
-	@$(BIN)/python -c "from roadrunner.protocols.h2engine import nghttp2_missing as m; r = m(); r and print('note: the nghttp2 HTTP/2 engine is not built (' + r + '): HTTP/2 runs on h2')"
+	@$(BIN)/python -c "from roadrunner.protocols.http2.engine import nghttp2_missing as m; r = m(); r and print('note: the nghttp2 HTTP/2 engine is not built (' + r + '): HTTP/2 runs on h2')"
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -91,4 +91,4 @@ bench-baseline: $(STAMP)
 	$(BIN)/python -m bench.callgrind --record
 
 clean:
-	rm -rf $(VENV) .venv-3.* .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache tests/fuzz/crashes build roadrunner/protocols/_nghttp2.c roadrunner/protocols/_nghttp2.*.so
+	rm -rf $(VENV) .venv-3.* .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache tests/fuzz/crashes build roadrunner/protocols/http2/_nghttp2.c roadrunner/protocols/http2/_nghttp2.*.so

@@ -1,4 +1,4 @@
-"""Builds the optional nghttp2 HTTP/2 engine (roadrunner.protocols._nghttp2).
+"""Builds the optional nghttp2 HTTP/2 engine (roadrunner.protocols.http2._nghttp2).
 
 Without a C compiler, Cython or libnghttp2's headers (Debian: libnghttp2-dev), or with
 ROADRUNNER_NO_EXTENSIONS=1, roadrunner installs without it and serves HTTP/2 on h2.
@@ -44,9 +44,12 @@ def extensions() -> list[Extension]:
         print(WARNING.format(reason="Cython is not installed"), file=sys.stderr)
         return []
     ext = Extension(
-        "roadrunner.protocols._nghttp2",
-        ["roadrunner/protocols/_nghttp2.pyx"],
-        depends=["roadrunner/protocols/_nghttp2_api.pxd", "roadrunner/protocols/_nghttp2_callbacks.pxi"],
+        "roadrunner.protocols.http2._nghttp2",
+        ["roadrunner/protocols/http2/_nghttp2.pyx"],
+        depends=[
+            "roadrunner/protocols/http2/_nghttp2_api.pxd",
+            "roadrunner/protocols/http2/_nghttp2_callbacks.pxi",
+        ],
         libraries=["nghttp2"],
     )
     return cythonize([ext], language_level=3, quiet=True)

@@ -392,7 +392,7 @@ class Config:
         if self.workers < 1:
             raise ConfigError("--workers must be at least 1.")
         if self.http2_engine == "nghttp2":
-            from roadrunner.protocols.h2engine import nghttp2_missing
+            from roadrunner.protocols.http2.engine import nghttp2_missing
 
             missing = nghttp2_missing()
             if missing:

@@ -223,7 +223,7 @@ class Server:
         scheme = "https" if config.is_ssl else "http"
         protocols = ",".join(config.protocols)
         if "h2" in config.protocols:
-            from roadrunner.protocols.h2engine import engine_name
+            from roadrunner.protocols.http2.engine import engine_name
 
             protocols += f" on {engine_name(config)}"  # the HTTP/2 engine (--http2-engine)
         if config.uds:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from roadrunner.config import Config
-from roadrunner.protocols.h2engine import nghttp2_missing
+from roadrunner.protocols.http2.engine import nghttp2_missing
 from roadrunner.server import Server, setup_event_loop
 
 NGHTTP2_MISSING = nghttp2_missing()

@@ -13,7 +13,7 @@ from typing import Any
 
 from roadrunner.config import Config
 from roadrunner.protocols.http1 import connection_class
-from roadrunner.protocols.http2 import Http2Connection
+from roadrunner.protocols.http2.connection import Http2Connection
 
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from roadrunner.asgi.stream import HTTPStream
     from roadrunner.config import Config
     from roadrunner.protocols.http1 import H1Connection
-    from roadrunner.protocols.http2 import H2StreamTransport, Http2Connection
+    from roadrunner.protocols.http2.connection import Http2Connection
+    from roadrunner.protocols.http2.stream import H2StreamTransport
     from roadrunner.protocols.http3 import H3StreamTransport, Http3Connection
 
 logger = logging.getLogger("roadrunner.error")

@@ -25,7 +25,7 @@ from tests.fuzz import driver  # noqa: E402
 with driver.instrumented():
     from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
 
-    from roadrunner.protocols.http2 import Http2Connection
+    from roadrunner.protocols.http2.connection import Http2Connection
     from roadrunner.server import ServerState
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from hyperframe.frame import GoAwayFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame
 
-from roadrunner.protocols.http2 import guard_counters
+from roadrunner.protocols.http2.guards import guard_counters
 from tests.helpers import read_body, run_server
 from tests.integration.test_http2_support import RawH2, request_headers
 

@@ -17,7 +17,7 @@ needs_nghttp2 = pytest.mark.skipif(
 # A `python -m` entry point that runs the CLI as if the extension had not been built.
 WITHOUT_EXTENSION = """
 import sys
-sys.modules["roadrunner.protocols._nghttp2"] = None  # import fails: not built
+sys.modules["roadrunner.protocols.http2._nghttp2"] = None  # import fails: not built
 from roadrunner.cli import main
 main(prog_name="roadrunner")
 """

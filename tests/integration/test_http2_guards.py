@@ -17,7 +17,7 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-from roadrunner.protocols.http2 import guard_counters
+from roadrunner.protocols.http2.guards import guard_counters
 from tests.helpers import RunningServer, run_server
 from tests.integration.test_http2_support import RawH2, request_headers
 

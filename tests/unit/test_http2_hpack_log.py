@@ -9,7 +9,7 @@ import hpack.hpack
 import hpack.table
 
 from roadrunner.config import Config
-from roadrunner.protocols.http2 import QuietLog, new_h2_state
+from roadrunner.protocols.http2.h2_engine import QuietLog, new_h2_state
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:

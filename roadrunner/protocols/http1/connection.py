@@ -240,7 +240,7 @@ class H1Connection(asyncio.Protocol):
 
             return upgrade_h1(self, stream)
         if token == b"h2c":
-            from roadrunner.protocols.http2 import upgrade_from_h1
+            from roadrunner.protocols.http2.upgrade import upgrade_from_h1
 
             return upgrade_from_h1(self, stream)
         return False

@@ -1,10 +1,10 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """The nghttp2 HTTP/2 engine: libnghttp2 owns framing, HPACK, stream states and flow control.
 
-`Session` offers the subset of h2's H2Connection that Http2Connection uses and returns the
-same h2.events objects, so the connection code is the same on both engines. The C callbacks
-collect a whole request head into one list of (name, value) bytes pairs before one event is
-built; response bodies are queued as the bytes objects the app sent and written out once,
+`Session` implements `engine.H2Engine` (the subset of h2's H2Connection that Http2Connection
+uses) and returns the same h2.events objects, so the connection code is the same on both
+engines. The C callbacks collect a whole request head into one list of (name, value) bytes
+pairs before one event is built; response bodies are queued as the bytes objects the app sent and written out once,
 straight from them, by the send_data callback (NGHTTP2_DATA_FLAG_NO_COPY).
 """
 
@@ -22,9 +22,9 @@ from h2.exceptions import (
 )
 
 
-from roadrunner.protocols._nghttp2_api cimport *
+from roadrunner.protocols.http2._nghttp2_api cimport *
 
-from roadrunner.protocols.h2engine import HeaderBlockTooLarge
+from roadrunner.protocols.http2.guards import HeaderBlockTooLarge
 
 
 include "_nghttp2_callbacks.pxi"
@@ -41,7 +41,7 @@ ConnectionTerminated = ev.ConnectionTerminated
 
 
 cdef class Session:
-    """One server-side nghttp2 session with h2's H2Connection interface (the subset we use)."""
+    """One server-side nghttp2 session: an engine.H2Engine (h2's interface, the subset we use)."""
 
     cdef nghttp2_session *session
     cdef char *out
@@ -99,7 +99,7 @@ cdef class Session:
         try:
             # The app consumes request bodies: windows open as it reads (nghttp2_session_consume).
             nghttp2_option_set_no_auto_window_update(option, 1)
-            # Request fields are checked by Http2Connection.build_scope (as on the h2 engine),
+            # Request fields are checked by rules.build_scope (as on the h2 engine),
             # so a malformed request gets roadrunner's answer, log line and counter.
             nghttp2_option_set_no_http_messaging(option, 1)
             # The flood guards are roadrunner's (RateGuard, the header-block cap): nghttp2's own
@@ -429,6 +429,9 @@ cdef class Session:
         if nghttp2_session_upgrade2(self.session, <const uint8_t *>PyBytes_AS_STRING(raw),
                                     len(raw), 0, NULL):
             raise ProtocolError("invalid HTTP2-Settings")
+
+    def settings_acknowledged(self):
+        """Never called: nghttp2 applies our HPACK table size itself and reports no ACK event."""
 
     def increment_flow_control_window(self, int increment, stream_id=None):
         nghttp2_submit_window_update(self.session, 0, stream_id or 0, increment)

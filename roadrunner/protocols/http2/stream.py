@@ -1,0 +1,148 @@
+"""The StreamTransport of one HTTP/2 stream, which the shared HTTPStream writes through."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from h2.errors import ErrorCodes
+
+from roadrunner.protocols.http2.rules import HOP_BY_HOP, STATUS, Headers
+
+if TYPE_CHECKING:
+    from roadrunner.asgi.stream import HTTPStream
+    from roadrunner.protocols.http2.connection import Http2Connection
+
+
+class H2StreamTransport:
+    """The StreamTransport of one HTTP/2 stream: writes within the peer's flow-control window."""
+
+    supports_trailers = True
+    __slots__ = (
+        "connection", "stream_id", "http", "pending", "pending_end", "pending_trailers",
+        "drain_waiter", "unacked", "received", "request_ended", "end_sent", "closed", "h1_body",
+        "head", "answered",
+    )
+
+    def __init__(self, connection: Http2Connection, stream_id: int) -> None:
+        self.connection = connection
+        self.stream_id = stream_id
+        self.http: HTTPStream | None = None
+        self.pending = bytearray()
+        self.pending_end = False
+        self.pending_trailers: Headers | None = None
+        self.drain_waiter: asyncio.Future[None] | None = None
+        self.unacked = 0  # request body bytes received and not yet consumed by the app
+        self.received = 0
+        self.request_ended = False
+        self.end_sent = False
+        self.closed = False
+        self.h1_body = False  # the body of an h2c upgrade request arrives in HTTP/1.1 framing
+        self.head: Headers | None = None  # response HEADERS held until this loop iteration ends
+        self.answered = False  # the response is complete, the request still open
+
+    # StreamTransport -------------------------------------------------------------------------
+
+    def write_informational(self, status: int, headers: Headers) -> None:
+        if not self.closed:
+            self.connection.send_headers(self, [(b":status", STATUS[status]), *headers], False)
+
+    def write_head(self, status: int, headers: Headers, end_stream: bool) -> None:
+        if self.closed:
+            return
+        state = self.connection.state
+        defaults = state.default_headers
+        default_names = state.default_header_names
+        out = [(b":status", STATUS[status]), *defaults]
+        replaced = False
+        for item in headers:
+            name = item[0]
+            if name in HOP_BY_HOP:
+                continue  # RFC 9113 §8.2.2
+            if name in default_names:
+                replaced = True
+            out.append(item)
+        if replaced:
+            # The app's own Server / Date (or other default) replaces the server's.
+            names = {name for name, _ in headers}
+            out[1:1 + len(defaults)] = [item for item in defaults if item[0] not in names]
+        if end_stream:
+            self.connection.send_headers(self, out, True)
+            self.end_sent = True
+            return
+        # Held until the app's next message or the end of this loop iteration (flush): an empty
+        # last body then ends the stream on the HEADERS frame itself (RFC 9113 §8.1), which a
+        # gRPC Trailers-Only answer requires (PROTOCOL-HTTP2.md: END_STREAM on its HEADERS).
+        self.head = out
+        self.connection.held_heads.append(self)
+        self.connection.schedule_flush()
+
+    def send_head(self, end_stream: bool = False) -> None:
+        head = self.head
+        if head is not None:
+            self.head = None
+            if not self.closed:
+                self.connection.send_headers(self, head, end_stream)
+                self.end_sent = end_stream
+
+    def write_body(self, data: bytes, end_stream: bool) -> None:
+        if self.closed:
+            return
+        if self.head is not None:
+            empty_end = end_stream and not data and not self.pending
+            self.send_head(end_stream=empty_end)
+            if empty_end:
+                self.pending_end = True
+                return
+        if data:
+            self.pending += data
+        self.pending_end = self.pending_end or end_stream
+        self.connection.push(self)
+
+    def write_trailers(self, headers: Headers) -> None:
+        if self.closed:
+            return
+        self.send_head()
+        self.pending_trailers = headers
+        self.pending_end = True
+        self.connection.push(self)
+
+    async def drain(self) -> None:
+        connection = self.connection
+        while not self.closed and (self.pending or connection.write_paused):
+            self.drain_waiter = connection.loop.create_future()
+            try:
+                await self.drain_waiter
+            finally:
+                self.drain_waiter = None
+
+    def pause_reading(self) -> None:
+        """Request bodies are bounded by the stream's flow-control window, not by pausing TCP."""
+
+    def resume_reading(self) -> None:
+        """See pause_reading."""
+
+    def body_consumed(self, nbytes: int) -> None:
+        # The app took nbytes: hand that much window back to the client.
+        if self.h1_body or self.closed:
+            return
+        # Window already handed back for body left unread (an answered stream, maybe_finish) is
+        # not handed back twice: at most what is still unacknowledged.
+        nbytes = min(nbytes, self.unacked)
+        if nbytes > 0:
+            self.unacked -= nbytes
+            self.connection.acknowledge(self.stream_id, nbytes)
+
+    def abort(self) -> None:
+        self.connection.reset(self, ErrorCodes.INTERNAL_ERROR)
+
+    def response_complete(self) -> None:
+        self.connection.state.requests_done += 1
+        self.connection.maybe_finish(self)
+
+    # events ----------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        waiter = self.drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
