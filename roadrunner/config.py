@@ -14,6 +14,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from roadrunner.config_checks import (
+    HTTP2_ENGINE_CHOICES,
+    HTTP_CHOICES,
+    INTERFACE_CHOICES,
+    LIFESPAN_CHOICES,
+    LOOP_CHOICES,
+    NOT_YET_AVAILABLE,
+    PROTOCOL_CHOICES,
+    PROXY_PROTOCOL_CHOICES,
+    REFUSED_CHOICES,
+    WS_CHOICES,
+    ConfigError,
+    validate_choices,
+    validate_h3,
+)
 from roadrunner.importer import (
     AppImportError,
     ASGI2Middleware,
@@ -27,38 +42,19 @@ from roadrunner.logging import LOG_LEVELS, LOGGING_CONFIG, configure_logging
 
 __all__ = [
     "AppImportError", "ASGI2Middleware", "Config", "ConfigError", "LOG_LEVELS", "import_from_string",
+    # the choices live with their validation (config_checks.py); the CLI imports them from here
+    "HTTP2_ENGINE_CHOICES", "HTTP_CHOICES", "INTERFACE_CHOICES", "LIFESPAN_CHOICES", "LOOP_CHOICES",
+    "NOT_YET_AVAILABLE", "PROTOCOL_CHOICES", "PROXY_PROTOCOL_CHOICES", "REFUSED_CHOICES", "WS_CHOICES",
 ]
 
 logger = logging.getLogger("roadrunner.error")
 
-# uvicorn 0.54's sets; --loop also takes a "module:attribute" loop factory.
-LOOP_CHOICES = ("none", "auto", "asyncio", "uvloop", "zuvloop")
-HTTP_CHOICES = ("auto", "h11", "httptools", "zttp")
-HTTP2_ENGINE_CHOICES = ("auto", "nghttp2", "h2")
-WS_CHOICES = ("auto", "none", "wsproto", "websockets", "websockets-sansio")
-LIFESPAN_CHOICES = ("auto", "on", "off")
-INTERFACE_CHOICES = ("auto", "asgi3", "asgi2", "wsgi")
-PROTOCOL_CHOICES = ("h1", "h2", "h3")
-PROXY_PROTOCOL_CHOICES = ("off", "v1", "v2", "auto")
-# Features whose issue has not landed yet: accepted and validated, refused with a clear message.
-NOT_YET_AVAILABLE: dict[str, str] = {}
-# uvicorn's choices that have no meaning here: refused with one line (exit 3).
-REFUSED_CHOICES: dict[tuple[str, str], str] = {
-    ("http", "zttp"): (
-        "--http zttp is uvicorn's zttp protocol, which roadrunner does not use: its own HTTP/1.1 "
-        "parsers serve (--http auto, h11 or httptools) and HTTP/2 is built in (--http2)."
-    ),
-}
 # --proxy-headers trusts X-Forwarded-For and -Proto only, as uvicorn (middleware/proxy_headers.py).
 DEFAULT_PROXY_HEADERS_MODE = "x-forwarded-for-proto"
 # uvicorn 0.54: $FORWARDED_ALLOW_IPS, else the IPv4 and IPv6 loopback addresses.
 DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"
 
 SSL_PROTOCOL_VERSION = ssl.PROTOCOL_TLS_SERVER
-
-
-class ConfigError(Exception):
-    """An option is invalid; the CLI prints it as one line and exits 3."""
 
 
 def parse_protocols(value: str | Sequence[str] | None, tls: bool) -> tuple[str, ...]:
@@ -317,12 +313,12 @@ class Config:
         self.loaded = False
         self.ssl: ssl.SSLContext | None = None
 
-        self.validate_choices()
+        validate_choices(self)
         self.protocols = parse_protocols(protocols, tls=self.is_ssl)
         if self.http2 and "h2" not in self.protocols:
             # uvicorn's --http2 switch: serve HTTP/2 beside the protocols already chosen.
             self.protocols = (*self.protocols, "h2")
-        self.validate_h3()
+        validate_h3(self)
         self.configure_logging()
 
         self.reload_dirs: list[Path] = [
@@ -344,74 +340,7 @@ class Config:
             logger.warning('"workers" flag is ignored when reloading is enabled.')
             self.workers = 1
 
-    # -- validation ------------------------------------------------------------------------------
-
-    def validate_choices(self) -> None:
-        """Reject unknown choices and out-of-range limits with one clear message."""
-        checks = [
-            ("loop", self.loop, LOOP_CHOICES),
-            ("http", self.http, HTTP_CHOICES),
-            ("http2-engine", self.http2_engine, HTTP2_ENGINE_CHOICES),
-            ("ws", self.ws, WS_CHOICES),
-            ("lifespan", self.lifespan, LIFESPAN_CHOICES),
-            ("interface", self.interface, INTERFACE_CHOICES),
-            ("proxy-protocol", self.proxy_protocol, PROXY_PROTOCOL_CHOICES),
-        ]
-        for name, value, choices in checks:
-            if isinstance(value, str) and value not in choices and ":" not in value:
-                raise ConfigError(f"Invalid value {value!r} for --{name} (choose from {', '.join(choices)}).")
-            if (name, value) in REFUSED_CHOICES:
-                raise ConfigError(REFUSED_CHOICES[(name, value)])
-        positive = {
-            "limit_request_line": self.limit_request_line,
-            "limit_request_headers_size": self.limit_request_headers_size,
-            "limit_request_fields": self.limit_request_fields,
-            "backlog": self.backlog,
-            "h2_max_concurrent_streams": self.h2_max_concurrent_streams,
-            "h2_max_header_block_size": self.h2_max_header_block_size,
-            "h2_max_reset_rate": self.h2_max_reset_rate,
-            "h2_max_ping_rate": self.h2_max_ping_rate,
-            "h2_max_settings_rate": self.h2_max_settings_rate,
-            "h2_max_empty_frame_rate": self.h2_max_empty_frame_rate,
-        }
-        for name, number in positive.items():
-            if number <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {number}.")
-        for name in ("limit_concurrency", "limit_concurrency_soft", "limit_request_body",
-                     "limit_max_requests", "retry_after", "timeout_shutdown_idle"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {value}.")
-        if not 16384 <= self.h2_max_frame_size <= 16777215:
-            # RFC 9113 §6.5.2: SETTINGS_MAX_FRAME_SIZE range.
-            raise ConfigError("--h2-max-frame-size must be between 16384 and 16777215.")
-        if not 0 < self.h2_initial_window_size <= 2**31 - 1:
-            raise ConfigError("--h2-initial-window-size must be between 1 and 2^31-1.")
-        if not 65535 <= self.h2_connection_window_size <= 2**31 - 1:
-            raise ConfigError("--h2-connection-window-size must be between 65535 and 2^31-1.")
-        if self.workers < 1:
-            raise ConfigError("--workers must be at least 1.")
-        if self.http2_engine == "nghttp2":
-            from roadrunner.protocols.http2.engine import nghttp2_missing
-
-            missing = nghttp2_missing()
-            if missing:
-                raise ConfigError(f"--http2-engine nghttp2: the nghttp2 engine is not available ({missing}).")
-        for feature, message in NOT_YET_AVAILABLE.items():
-            if getattr(self, feature, None):
-                raise ConfigError(message)
-
-    def validate_h3(self) -> None:
-        """HTTP/3 needs a certificate (QUIC is always TLS 1.3) and positive limits."""
-        if "h3" in self.protocols and not self.ssl_certfile:
-            raise ConfigError("--protocols h3 needs --ssl-certfile and --ssl-keyfile (QUIC is always TLS).")
-        for name in ("h3_max_concurrent_streams", "h3_max_field_section_size", "h3_idle_timeout",
-                     "h3_max_connections", "h3_max_stream_data", "h3_max_data"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
-        for name in ("h3_qpack_max_table_capacity", "h3_qpack_blocked_streams"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must not be negative.")
+    # -- derived values --------------------------------------------------------------------------
 
     @property
     def is_ssl(self) -> bool:
