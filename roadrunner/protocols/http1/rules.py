@@ -7,6 +7,8 @@ import re
 
 from roadrunner.middleware.proxy_headers import FORWARDING_NAMES
 
+Headers = list[tuple[bytes, bytes]]
+
 # Request fields check_headers acts on; every other field costs it one set lookup.
 REQUEST_FIELDS_OF_INTEREST = frozenset(
     {b"host", b"content-length", b"transfer-encoding", b"connection", b"expect", b"te", b"upgrade"}
@@ -104,3 +106,69 @@ def served_version(method: bytes, version: str) -> str:
         return "1.1"  # RFC 9112 §2.3: a higher minor version is served as the highest we know
     # RFC 9110 §15.6.6: a major version the server does not support is a 505.
     raise RequestRejected(505, f"unsupported HTTP version {version}")
+
+
+def check_headers(
+    headers: Headers, http_version: str
+) -> tuple[int | None, bool, bool, bool, bool, bytes | None, bool]:
+    """Apply RFC 9112 framing rules to a parsed head (the parsers enforce the size limits).
+
+    Also tells whether a forwarding header is present, so that requests without one (most)
+    skip the proxy-headers rewrite.
+    """
+    content_length: int | None = None
+    transfer_encoding: bytes | None = None
+    expect_continue = wants_trailers = forwarded = False
+    keep_alive = http_version == "1.1"
+    upgrade: bytes | None = None
+    connection_tokens: list[bytes] | None = None
+    hosts = 0
+    for name, value in headers:
+        if name not in REQUEST_FIELDS_OF_INTEREST:
+            continue  # most fields: one set lookup
+        if name == b"host":
+            hosts += 1
+        elif name == b"content-length":
+            # RFC 9112 §6.3: differing or invalid Content-Length is unrecoverable; we also
+            # refuse repeated ones so both parsers answer alike.
+            if content_length is not None or not value.isdigit():
+                raise RequestRejected(400, "invalid or repeated Content-Length")
+            content_length = int(value)
+        elif name == b"transfer-encoding":
+            if transfer_encoding is not None:
+                transfer_encoding += b", " + value
+            else:
+                transfer_encoding = value
+        elif name == b"connection":
+            tokens = [t.strip().lower() for t in value.split(b",")]
+            connection_tokens = tokens if connection_tokens is None else connection_tokens + tokens
+        elif name == b"expect":
+            expect_continue = value.lower() == b"100-continue"
+        elif name == b"te":
+            wants_trailers = b"trailers" in value.lower()
+        elif name == b"upgrade":
+            upgrade = value.strip().lower()
+        else:
+            forwarded = True
+    if transfer_encoding is not None:
+        if content_length is not None:
+            # RFC 9112 §6.1: both framings present is a smuggling attempt.
+            raise RequestRejected(400, "both Transfer-Encoding and Content-Length")
+        if transfer_encoding.strip().lower() != b"chunked":
+            raise RequestRejected(501, "unsupported Transfer-Encoding")
+    if hosts > 1 or (hosts == 0 and http_version == "1.1"):
+        # RFC 9112 §3.2: one Host in an HTTP/1.1 request, never more than one in any request.
+        raise RequestRejected(400, "missing or repeated Host header")
+    if transfer_encoding is not None and http_version != "1.1":
+        raise RequestRejected(501, "unsupported Transfer-Encoding")
+    if connection_tokens is not None:
+        if b"close" in connection_tokens:
+            keep_alive = False
+        elif b"keep-alive" in connection_tokens:
+            keep_alive = True
+    if upgrade is not None and (connection_tokens is None or b"upgrade" not in connection_tokens):
+        upgrade = None
+    return (
+        content_length, transfer_encoding is not None, expect_continue, keep_alive,
+        wants_trailers, upgrade, forwarded,
+    )
