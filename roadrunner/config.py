@@ -151,6 +151,10 @@ class Config:
         limit_request_fields: int = 100,
         limit_request_body: int | None = None,
         timeout_request_header: float = 10.0,
+        timeout_request_body: float = 20.0,
+        min_request_body_rate: int = 500,
+        timeout_send: float = 30.0,
+        min_send_rate: int = 500,
         timeout_shutdown_idle: float = 1.0,
         limit_concurrency_soft: int | None = None,
         retry_after: int = 1,
@@ -259,6 +263,10 @@ class Config:
         self.limit_request_fields = limit_request_fields
         self.limit_request_body = limit_request_body
         self.timeout_request_header = timeout_request_header
+        self.timeout_request_body = timeout_request_body
+        self.min_request_body_rate = min_request_body_rate
+        self.timeout_send = timeout_send
+        self.min_send_rate = min_send_rate
         self.timeout_shutdown_idle = timeout_shutdown_idle
         self.limit_concurrency_soft = limit_concurrency_soft
         self.retry_after = retry_after

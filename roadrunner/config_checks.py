@@ -63,7 +63,8 @@ def validate_choices(config: Config) -> None:
         if number <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {number}.")
     for name in ("limit_concurrency", "limit_concurrency_soft", "limit_request_body",
-                 "limit_max_requests", "retry_after", "timeout_shutdown_idle"):
+                 "limit_max_requests", "retry_after", "timeout_shutdown_idle",
+                 "timeout_request_body", "min_request_body_rate", "timeout_send", "min_send_rate"):
         value = getattr(config, name)
         if value is not None and value < 0:
             raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {value}.")

@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine, Generator, Sequence
 from email.utils import formatdate
 from typing import Any, Protocol
 
+from roadrunner.asgi.pace import PaceGuard
 from roadrunner.config import AppImportError, Config, ConfigError
 from roadrunner.lifespan import lifespan_for
 from roadrunner.loops import asyncio_run, get_loop_factory, setup_event_loop
@@ -62,6 +63,14 @@ class ServerState:
         self.draining = False  # graceful shutdown has begun
         # --reset-contextvars: each request's app runs in a fresh contextvars.Context.
         self.reset_contextvars = False
+        # Slow-client guards (asgi/pace.py), off until `configure_pace` (the Server does it).
+        self.body_pace = PaceGuard("request body")
+        self.send_pace = PaceGuard("response send")
+
+    def configure_pace(self, config: Config) -> None:
+        """--timeout-request-body / --min-request-body-rate, --timeout-send / --min-send-rate."""
+        self.body_pace.configure(config.timeout_request_body, config.min_request_body_rate)
+        self.send_pace.configure(config.timeout_send, config.min_send_rate)
 
     def start_task(
         self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None], self_removing: bool = False
@@ -107,6 +116,7 @@ class Server:
         self.config = config
         self.server_state = ServerState()
         self.server_state.reset_contextvars = config.reset_contextvars
+        self.server_state.configure_pace(config)
         self.started = False
         self.should_exit = False
         self.force_exit = False

@@ -63,6 +63,10 @@ class StreamTransport(Protocol):
 
     def abort(self) -> None: ...
 
+    def cancel(self) -> None: ...
+
+    def body_held(self) -> bool: ...
+
     def response_complete(self) -> None: ...
 
 
@@ -74,7 +78,7 @@ class HTTPStream:
         "response_started", "response_complete", "expect_continue", "wants_trailers",
         "expects_trailers", "status", "waiter", "head_request", "task", "paused",
         "body_ended", "trailers", "keep_alive", "app_called", "request_delivered",
-        "slice_start",
+        "slice_start", "received",
     )
 
     def __init__(
@@ -109,6 +113,7 @@ class HTTPStream:
         self.app_called = False
         self.request_delivered = False  # receive() has returned the last http.request
         self.slice_start = 0.0  # when send() last yielded to the loop
+        self.received = 0  # request body bytes so far (the request-body pace guard)
 
     # -- events from the connection --------------------------------------------------------------
 
@@ -119,6 +124,7 @@ class HTTPStream:
 
     def feed_body(self, data: bytes) -> None:
         self.body += data
+        self.received += len(data)
         if len(self.body) > BODY_HIGH_WATER and not self.paused:
             self.paused = True
             self.transport.pause_reading()
@@ -175,7 +181,9 @@ class HTTPStream:
         """Answer with a short plain-text error (500 after an app failure, 503 when shedding)."""
         if self.disconnected:
             return
-        phrase = {500: b"Internal Server Error", 503: b"Service Unavailable"}.get(status, b"Error")
+        phrase = {
+            408: b"Request Timeout", 500: b"Internal Server Error", 503: b"Service Unavailable",
+        }.get(status, b"Error")
         headers = [
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", str(len(phrase)).encode()),
@@ -208,6 +216,8 @@ class HTTPStream:
             if self.paused:
                 self.paused = False
                 self.transport.resume_reading()
+            if self.more_body:
+                self.state.body_pace.watch(self)  # from here the client's pace counts
             self.waiter = asyncio.get_running_loop().create_future()
             try:
                 await self.waiter
@@ -323,6 +333,27 @@ class HTTPStream:
         if self.access_log:
             self.log_access()
         self.transport.response_complete()
+
+    # -- the client's pace (asgi/pace.py) -----------------------------------------------------------
+
+    def pace_probe(self) -> tuple[bool, int] | None:
+        """Request-body guard: waiting while the app waits for body the client has not sent.
+
+        Not while the app is busy (it has not asked), nor while body is buffered, nor while the
+        connection holds the client back with flow control (`body_held`).
+        """
+        if self.disconnected or not self.more_body or self.response_complete:
+            return None
+        waiting = self.waiter is not None and not self.body and not self.transport.body_held()
+        return waiting, self.received
+
+    def pace_trip(self) -> None:
+        """Too slow a body: 408 if nothing was answered yet, then the protocol ends the request."""
+        logger.info("Request body read too slow from %s", format_client(self.scope.get("client")))
+        if not self.response_started:
+            self.send_error_response(408)
+        self.transport.cancel()
+        self.feed_disconnect()  # the app's receive() says http.disconnect, send() raises
 
     def log_access(self) -> None:
         scope = self.scope

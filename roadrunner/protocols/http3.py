@@ -415,8 +415,41 @@ class H3StreamTransport:
             self.closed = True
             self.connection.reset_stream(self.stream_id, ErrorCode.H3_INTERNAL_ERROR)
 
+    def cancel(self) -> None:
+        """The client is too slow (asgi/pace.py): RFC 9114 §8.1 H3_REQUEST_CANCELLED, unless
+        the answer is already out (its unread request half was stopped with H3_NO_ERROR)."""
+        if not self.closed:
+            self.closed = True
+            self.connection.reset_stream(self.stream_id, ErrorCode.H3_REQUEST_CANCELLED)
+
+    def body_held(self) -> bool:
+        """Other streams' unread bodies hold the connection credit: the client cannot send."""
+        quic = self.connection.quic
+        return quic.unconsumed_total >= quic.connection_window // 2
+
     def response_complete(self) -> None:
         self.connection.response_complete(self)
+
+    # -- the response-send pace guard (asgi/pace.py) --------------------------------------------
+
+    def pace_probe(self) -> tuple[bool, int] | None:
+        """Waiting while response bytes wait to be sent (flow control or congestion: the
+        client's acknowledgements and credit); moved: the bytes sent so far."""
+        connection = self.connection
+        quic_stream = None if connection.terminated else connection.quic._streams.get(self.stream_id)
+        if quic_stream is None:
+            return None
+        sender = quic_stream.sender
+        if sender._buffer_stop <= sender.highest_offset:
+            return None
+        return True, sender.highest_offset
+
+    def pace_trip(self) -> None:
+        logger.info("Response send too slow to %s: resetting the stream", self.connection.peer_text())
+        self.closed = True
+        if self.stream is not None:
+            self.stream.feed_disconnect()
+        self.connection.reset_stream(self.stream_id, ErrorCode.H3_REQUEST_CANCELLED)
 
 
 class Http3Connection:
@@ -778,6 +811,8 @@ class Http3Connection:
         while not transport.closed and not self.terminated and (
             self.quic.send_queued(transport.stream_id) > SEND_HIGH_WATER
         ):
+            if isinstance(transport.stream, HTTPStream):  # a WebSocket has its own ping timeout
+                self.state.send_pace.watch(transport)
             waiter = self.drain_waiters.get(transport.stream_id)
             if waiter is None:
                 waiter = self.drain_waiters[transport.stream_id] = self.loop.create_future()
@@ -797,6 +832,8 @@ class Http3Connection:
 
     def response_complete(self, transport: H3StreamTransport) -> None:
         self.state.requests_done += 1
+        if self.quic.send_queued(transport.stream_id):
+            self.state.send_pace.watch(transport)  # the rest waits on the client
         self.finish_stream(transport)
 
     def finish_stream(self, transport: H3StreamTransport) -> None:

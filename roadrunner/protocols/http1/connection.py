@@ -25,6 +25,7 @@ from roadrunner.protocols.http1.rules import (
     check_headers,
     valid_authority,
 )
+from roadrunner.protocols.tcp import kernel_unacked, reset_transport
 from roadrunner.protocols.timer import DeadlineTimer
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ class H1Connection(asyncio.Protocol):
         "closing", "read_paused", "write_paused", "drain_waiter", "timer", "bytes_in_request",
         "body_received", "chunked", "expected_length", "sent_length", "response_keep_alive",
         "head_response", "pending_head", "upgraded_to", "draining", "shedding", "last_request",
-        "reads_done", "deferred_error",
+        "reads_done", "deferred_error", "written",
     )
 
     def __init__(
@@ -111,6 +112,7 @@ class H1Connection(asyncio.Protocol):
         self.last_request = False
         self.reads_done = False
         self.deferred_error = 0  # the status of a refused request answered after those before it
+        self.written = 0  # bytes handed to the transport (the response-send pace guard)
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -142,6 +144,7 @@ class H1Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self.state.send_pace.watch(self)  # bytes wait on the client: its pace counts
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -170,7 +173,7 @@ class H1Connection(asyncio.Protocol):
 
     def on_keep_alive_timeout(self) -> None:
         if not self.transport.is_closing():
-            self.transport.close()
+            self.close_connection()
 
     # -- events from the parser -----------------------------------------------------------------
 
@@ -294,12 +297,14 @@ class H1Connection(asyncio.Protocol):
 
     def send_error(self, status: int) -> None:
         body = ERROR_BODIES.get(status, b"Error")
-        self.transport.write(
+        out = (
             STATUS_LINES[status]
             + b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
             + b"content-length: %d\r\n\r\n" % len(body)
             + body
         )
+        self.written += len(out)
+        self.transport.write(out)
         self.close_connection(linger=True)
 
     def close_connection(self, linger: bool = False) -> None:
@@ -314,6 +319,9 @@ class H1Connection(asyncio.Protocol):
         transport = self.transport
         if transport.is_closing():
             return
+        if transport.get_write_buffer_size():
+            # The transport closes once its buffer is out: only as soon as the client reads.
+            self.state.send_pace.watch(self)
         if linger and transport.can_write_eof():
             transport.write_eof()
             if self.read_paused:
@@ -372,9 +380,9 @@ class H1Connection(asyncio.Protocol):
     def write_informational(self, status: int, headers: Headers) -> None:
         if self.active is None or self.active.scope["http_version"] != "1.1":
             return  # RFC 9110 §15.2: no 1xx to HTTP/1.0 clients
-        self.transport.write(
-            STATUS_LINES[status] + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
-        )
+        out = STATUS_LINES[status] + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
+        self.written += len(out)
+        self.transport.write(out)
 
     def write_head(self, status: int, headers: Headers, end_stream: bool) -> None:
         stream = self.active
@@ -447,6 +455,7 @@ class H1Connection(asyncio.Protocol):
         if self.pending_head:
             head, self.pending_head = self.pending_head, b""
             if not self.transport.is_closing():
+                self.written += len(head)
                 self.transport.write(head)
 
     def write_body(self, data: bytes, end_stream: bool) -> None:
@@ -463,10 +472,12 @@ class H1Connection(asyncio.Protocol):
             if size >= JOIN_LIMIT:
                 # A large chunk leaves beside its framing in one writev, not copied to join it.
                 if self.chunked:  # RFC 9112 §7.1: size line, data, CRLF (and the last chunk)
-                    self.transport.writelines(
-                        (out + b"%x\r\n" % size, data, b"\r\n0\r\n\r\n" if end_stream else b"\r\n")
-                    )
+                    framing = out + b"%x\r\n" % size
+                    tail = b"\r\n0\r\n\r\n" if end_stream else b"\r\n"
+                    self.written += len(framing) + size + len(tail)
+                    self.transport.writelines((framing, data, tail))
                     return
+                self.written += len(out) + size
                 self.transport.writelines((out, data) if out else (data,))
                 out = b""
             elif self.chunked:
@@ -478,20 +489,22 @@ class H1Connection(asyncio.Protocol):
         if end_stream:
             if self.expected_length is not None and self.sent_length < self.expected_length:
                 if out:
+                    self.written += len(out)
                     self.transport.write(out)
                 raise RuntimeError("Response content shorter than Content-Length")
             if self.chunked:
                 out += b"0\r\n\r\n"
         if out:
+            self.written += len(out)
             self.transport.write(out)
 
     def write_trailers(self, headers: Headers) -> None:
         self.flush_head()
         if self.chunked:
             # RFC 9112 §7.1.2: trailer section after the last chunk.
-            self.transport.write(
-                b"0\r\n" + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
-            )
+            out = b"0\r\n" + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
+            self.written += len(out)
+            self.transport.write(out)
         else:
             self.write_body(b"", True)
 
@@ -519,6 +532,14 @@ class H1Connection(asyncio.Protocol):
         self.flush_head()
         self.close_connection()
 
+    def cancel(self) -> None:
+        """The client is too slow (asgi/pace.py): close, unless the answer already closes."""
+        if not self.closing:
+            self.abort()
+
+    def body_held(self) -> bool:
+        return False  # the app waiting in receive() has resumed reading (no pipeline meanwhile)
+
     def response_complete(self) -> None:
         self.active = None
         self.state.requests_done += 1
@@ -539,6 +560,24 @@ class H1Connection(asyncio.Protocol):
             self.transport.resume_reading()
         if self.parsing is None and self.timer.callback is None:
             self.timer.arm(self.config.timeout_keep_alive, self.on_keep_alive_timeout)
+
+    # -- the response-send pace guard (asgi/pace.py) ------------------------------------------------
+
+    def pace_probe(self) -> tuple[bool, int] | None:
+        """Waiting while the transport holds bytes back (none: done); the client has taken
+        what was written less what the transport and the kernel still hold."""
+        if self.upgraded_to is not None:
+            return None
+        transport = self.transport
+        buffered = transport.get_write_buffer_size()
+        if not buffered:
+            return None
+        return True, self.written - buffered - kernel_unacked(transport)
+
+    def pace_trip(self) -> None:
+        """The client takes the response too slowly: reset the connection (RFC 9112 §9.5)."""
+        logger.info("Response send too slow to %s: closing the connection", self.peer_text())
+        reset_transport(self.transport)
 
     # -- server control -------------------------------------------------------------------------------
 

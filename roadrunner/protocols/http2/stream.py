@@ -136,6 +136,20 @@ class H2StreamTransport:
     def abort(self) -> None:
         self.connection.reset(self, ErrorCodes.INTERNAL_ERROR)
 
+    def cancel(self) -> None:
+        """The client is too slow (asgi/pace.py): RST_STREAM. After a complete answer (the 408)
+        NO_ERROR, which asks the client to stop sending and keep the response (RFC 9113 §8.1);
+        mid-response CANCEL, the stream is no longer needed (RFC 9113 §7)."""
+        http = self.http
+        complete = http is not None and http.response_complete
+        self.connection.reset(self, ErrorCodes.NO_ERROR if complete else ErrorCodes.CANCEL)
+
+    def body_held(self) -> bool:
+        """Unread bodies hold the connection window (RFC 9113 §6.9): the client cannot send."""
+        connection = self.connection
+        held = sum(stream.unacked for stream in connection.streams.values())
+        return held >= connection.config.h2_connection_window_size // 2
+
     def response_complete(self) -> None:
         self.connection.state.requests_done += 1
         self.connection.maybe_finish(self)

@@ -1,0 +1,52 @@
+"""TCP socket details the connection protocols share: the kernel's send queue, and a reset."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import sys
+
+# SO_LINGER on with a zero timeout: close() sends RST and discards the send queue at once.
+LINGER_RESET = struct.pack("ii", 1, 0)
+# Bytes the kernel holds that the peer has not acknowledged: Linux SIOCOUTQ (== TIOCOUTQ, see
+# tcp(7)), macOS SO_NWRITE. Elsewhere the kernel's share is not seen (counted as taken).
+if sys.platform.startswith("linux"):
+    import fcntl
+    import termios
+
+    SIOCOUTQ: int | None = termios.TIOCOUTQ
+else:
+    SIOCOUTQ = None
+SO_NWRITE = 0x1024 if sys.platform == "darwin" else None
+
+
+def kernel_unacked(transport: asyncio.BaseTransport) -> int:
+    """Bytes written to the socket that the peer has not acknowledged yet (0 if unknown)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        if SIOCOUTQ is not None:
+            return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), SIOCOUTQ, b"\0\0\0\0"))[0])
+        if SO_NWRITE is not None:
+            return int(sock.getsockopt(socket.SOL_SOCKET, SO_NWRITE))
+    except (OSError, ValueError):  # closed meanwhile, or not a TCP socket
+        pass
+    return 0
+
+
+def reset_transport(transport: asyncio.Transport) -> None:
+    """Abort a connection whose client stopped taking bytes.
+
+    A plain close would leave the kernel holding the unsent response for a client that may
+    never read it (an orphaned socket, retried for minutes); a reset frees it at once, as
+    nginx's `reset_timedout_connection` does.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+        except (OSError, AttributeError, TypeError):  # not a TCP socket, or no longer open
+            pass
+    transport.abort()
