@@ -36,6 +36,19 @@ def kernel_unacked(transport: asyncio.BaseTransport) -> int:
     return 0
 
 
+def send_wait(transport: asyncio.WriteTransport, written: int) -> tuple[bool, int] | None:
+    """The response-send guard's probe for a TCP connection (asgi/pace.py).
+
+    Waiting while the transport holds bytes back (the kernel's buffer is full: the client is
+    not keeping up); none held, nothing to judge. Moved: what was written less what the
+    transport and the kernel still hold.
+    """
+    buffered = transport.get_write_buffer_size()
+    if not buffered:
+        return None
+    return True, written - buffered - kernel_unacked(transport)
+
+
 def reset_transport(transport: asyncio.Transport) -> None:
     """Abort a connection whose client stopped taking bytes.
 

@@ -4,6 +4,7 @@ reset (H3_REQUEST_CANCELLED), and the other streams of the connection are served
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -126,3 +127,43 @@ def test_h3_slow_apps_with_fast_clients_are_not_tripped(tls_files: dict[str, str
 
     with run_server(app, **server_kwargs(tls_files)) as server:
         asyncio.run(main(server.port))
+
+
+def test_h3_body_held_back_by_another_streams_unread_body_is_not_slow(tls_files: dict[str, str]) -> None:
+    """Stream A's app reads nothing and its body uses the connection's credit: stream B's
+    client cannot send, so B's app waiting for body must not count against the client."""
+    release = threading.Event()
+
+    async def hold_then_echo(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] == "/hold":
+            while not release.is_set():
+                await asyncio.sleep(0.01)
+        await app({**scope, "path": "/echo"}, receive, send)
+
+    window = 64 * 1024
+
+    async def main(port: int) -> None:
+        async with h3_connect(port, tls_files["cafile"]) as client:
+            # A's body leaves a few hundred bytes of connection credit: B's head and the start
+            # of its body get through, the rest of B's body waits for credit.
+            held = client.start_request("POST", "/hold", body=b"u" * (window - 300))
+            await asyncio.sleep(0.3)
+            waiting = client.start_request(
+                "POST", "/echo", headers=[(b"content-length", b"1000")], body=b"v" * 1000
+            )
+            await asyncio.sleep(0.3)
+            assert 0 < client._quic._streams[waiting].sender.highest_offset < 1000
+            await asyncio.sleep(WINDOW * 3)
+            assert client.responses[waiting].status == 0  # no 408: the server held the credit
+            release.set()
+            for stream_id, size in ((held, window - 300), (waiting, 1000)):
+                response = client.responses[stream_id]
+                await asyncio.wait_for(response.done.wait(), 10)
+                assert response.status == 200 and response.body == b"%d" % size
+
+    kwargs = server_kwargs(tls_files, h3_max_stream_data=window, h3_max_data=window)
+    with run_server(hold_then_echo, **kwargs) as server:
+        try:
+            asyncio.run(main(server.port))
+        finally:
+            release.set()

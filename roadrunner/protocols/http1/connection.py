@@ -25,7 +25,7 @@ from roadrunner.protocols.http1.rules import (
     check_headers,
     valid_authority,
 )
-from roadrunner.protocols.tcp import kernel_unacked, reset_transport
+from roadrunner.protocols.tcp import reset_transport, send_wait
 from roadrunner.protocols.timer import DeadlineTimer
 
 if TYPE_CHECKING:
@@ -564,15 +564,10 @@ class H1Connection(asyncio.Protocol):
     # -- the response-send pace guard (asgi/pace.py) ------------------------------------------------
 
     def pace_probe(self) -> tuple[bool, int] | None:
-        """Waiting while the transport holds bytes back (none: done); the client has taken
-        what was written less what the transport and the kernel still hold."""
+        """Waiting while the transport holds response bytes back (tcp.send_wait)."""
         if self.upgraded_to is not None:
             return None
-        transport = self.transport
-        buffered = transport.get_write_buffer_size()
-        if not buffered:
-            return None
-        return True, self.written - buffered - kernel_unacked(transport)
+        return send_wait(self.transport, self.written)
 
     def pace_trip(self) -> None:
         """The client takes the response too slowly: reset the connection (RFC 9112 §9.5)."""

@@ -29,6 +29,7 @@ from roadrunner.protocols.http2.engine import new_state
 from roadrunner.protocols.http2.guards import HeaderBlockTooLarge, RateGuard, guard_counters
 from roadrunner.protocols.http2.rules import STATUS, Headers, Malformed, build_scope, check_trailers
 from roadrunner.protocols.http2.stream import H2StreamTransport
+from roadrunner.protocols.tcp import reset_transport, send_wait
 
 if TYPE_CHECKING:
     from roadrunner.config import Config
@@ -73,6 +74,7 @@ class Http2Connection(asyncio.Protocol):
         self.last_stream_id = 0
         self.flush_handle: asyncio.Handle | None = None
         self.unflushed = 0  # DATA bytes queued in h2 since the last flush
+        self.written = 0  # bytes handed to the transport (the response-send pace guard)
         self.held_heads: list[H2StreamTransport] = []  # see H2StreamTransport.write_head
         self.preface_timer: asyncio.TimerHandle | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
@@ -138,6 +140,7 @@ class Http2Connection(asyncio.Protocol):
         # The client is not reading: stop reading its frames too, so PING/SETTINGS acks and
         # responses cannot pile up in our write buffer.
         self.write_paused = True
+        self.state.send_pace.watch(self)  # every stream now waits on the client's TCP reads
         if not self.read_paused:
             self.read_paused = True
             self.transport.pause_reading()
@@ -415,6 +418,8 @@ class Http2Connection(asyncio.Protocol):
         for stream in list(self.streams.values()):
             self.drop(stream)
         self.streams.clear()
+        if self.transport.get_write_buffer_size():
+            self.state.send_pace.watch(self)  # the close waits for a client that may not read
         self.transport.close()
 
     def on_preface_timeout(self) -> None:
@@ -461,12 +466,26 @@ class Http2Connection(asyncio.Protocol):
         frame = GoAwayFrame(0)
         frame.last_stream_id = self.last_stream_id
         frame.error_code = ErrorCodes.NO_ERROR
-        self.transport.write(frame.serialize())
+        goaway = frame.serialize()
+        self.written += len(goaway)
+        self.transport.write(goaway)
         for stream in list(self.streams.values()):
             if stream.answered and not self.dead:
                 self.reset(stream, ErrorCodes.NO_ERROR)  # only its upload was left (maybe_finish)
         if not self.streams and not self.dead:
             self.close(None)
+
+    def pace_probe(self) -> tuple[bool, int] | None:
+        """Response-send guard for the TCP transport: a stall there stalls every stream."""
+        return send_wait(self.transport, self.written)
+
+    def pace_trip(self) -> None:
+        """The client reads nothing on any stream: GOAWAY(NO_ERROR), as on the other timeouts,
+        then a reset; the streams' apps see http.disconnect."""
+        logger.info("HTTP/2 response send too slow to %s: closing the connection", self.peer_text())
+        guard_counters["send_timeout"] += 1
+        self.close(ErrorCodes.NO_ERROR)
+        reset_transport(self.transport)
 
     def peer_text(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "unix socket"
@@ -500,6 +519,7 @@ class Http2Connection(asyncio.Protocol):
                 h2.send_data(stream_id, bytes(pending[:size]), end_stream=last)
                 del pending[:size]
                 self.unflushed += size
+                stream.sent += size
                 if last:
                     stream.end_sent = True
             if not pending and stream.pending_end and not stream.end_sent:
@@ -519,6 +539,8 @@ class Http2Connection(asyncio.Protocol):
             self.schedule_flush()
         if not pending:
             stream.wake()
+        elif not stream.closed:
+            self.state.send_pace.watch(stream)  # the rest waits for the client's WINDOW_UPDATE
         if stream.end_sent:
             self.maybe_finish(stream)
 
@@ -598,6 +620,7 @@ class Http2Connection(asyncio.Protocol):
             self.flush_handle = None
         if self.upgrade_head:  # no HTTP/2 byte leaves before the 101
             head, self.upgrade_head = self.upgrade_head, b""
+            self.written += len(head)
             self.transport.write(head)
         self.unflushed = 0
         if self.held_heads:
@@ -606,5 +629,6 @@ class Http2Connection(asyncio.Protocol):
             self.held_heads.clear()
         data = self.h2.data_to_send()
         if data and not self.transport.is_closing():
+            self.written += len(data)
             self.transport.write(data)
 

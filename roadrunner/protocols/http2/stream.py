@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 from h2.errors import ErrorCodes
 
+from roadrunner.protocols.http2.guards import guard_counters
 from roadrunner.protocols.http2.rules import HOP_BY_HOP, STATUS, Headers
 
 if TYPE_CHECKING:
     from roadrunner.asgi.stream import HTTPStream
     from roadrunner.protocols.http2.connection import Http2Connection
+
+logger = logging.getLogger("roadrunner.error")
 
 
 class H2StreamTransport:
@@ -21,7 +25,7 @@ class H2StreamTransport:
     __slots__ = (
         "connection", "stream_id", "http", "pending", "pending_end", "pending_trailers",
         "drain_waiter", "unacked", "received", "request_ended", "end_sent", "closed", "h1_body",
-        "head", "answered",
+        "head", "answered", "sent",
     )
 
     def __init__(self, connection: Http2Connection, stream_id: int) -> None:
@@ -38,6 +42,7 @@ class H2StreamTransport:
         self.end_sent = False
         self.closed = False
         self.h1_body = False  # the body of an h2c upgrade request arrives in HTTP/1.1 framing
+        self.sent = 0  # response DATA bytes handed to the engine (the response-send pace guard)
         self.head: Headers | None = None  # response HEADERS held until this loop iteration ends
         self.answered = False  # the response is complete, the request still open
 
@@ -153,6 +158,30 @@ class H2StreamTransport:
     def response_complete(self) -> None:
         self.connection.state.requests_done += 1
         self.connection.maybe_finish(self)
+
+    # the response-send pace guard (asgi/pace.py) -------------------------------------------
+
+    def pace_probe(self) -> tuple[bool, int] | None:
+        """Waiting while body waits for this client's WINDOW_UPDATE (RFC 9113 §6.9.1); a stalled
+        TCP transport is the connection's to judge. Moved: DATA bytes sent."""
+        connection = self.connection
+        if self.closed or connection.dead or not self.pending:
+            return None
+        try:
+            blocked = connection.h2.local_flow_control_window(self.stream_id) <= 0
+        except Exception:  # the engine no longer knows the stream
+            return None
+        return blocked and not connection.write_paused, self.sent
+
+    def pace_trip(self) -> None:
+        """The client gives this stream no window: RST_STREAM(CANCEL); the others go on."""
+        connection = self.connection
+        logger.info(
+            "HTTP/2 response send too slow to %s: resetting stream %d",
+            connection.peer_text(), self.stream_id,
+        )
+        guard_counters["send_timeout"] += 1
+        connection.reset(self, ErrorCodes.CANCEL)
 
     # events ----------------------------------------------------------------------------------
 
