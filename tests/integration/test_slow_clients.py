@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 import time
 from typing import Any
@@ -336,3 +337,28 @@ def test_send_guard_off_with_zero_timeout(http: str) -> None:
             assert len(server.server.server_state.connections) == 1
             received = len(read_until_closed(sock, limit=10))
     assert received > 4 * 1024 * 1024
+
+
+def test_slow_reader_over_tls_is_reset(http: str, tls_files: dict[str, str]) -> None:
+    # Over TLS the transport's buffer holds records and plaintext; the rule is the same.
+    outcome: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            for _ in range(256):
+                await send({"type": "http.response.body", "body": b"e" * 65536, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            outcome.append("complete")
+        except OSError:
+            outcome.append("disconnected")
+
+    context = ssl.create_default_context(cafile=tls_files["cafile"])
+    with slow_server(
+        app, http, ssl_certfile=tls_files["certfile"], ssl_keyfile=tls_files["keyfile"]
+    ) as server, small_window_socket(server.port) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert wait_for(lambda: outcome, WINDOW + 3)
+            assert outcome == ["disconnected"]
+            assert wait_for(lambda: not server.server.server_state.connections, 2)
