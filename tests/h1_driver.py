@@ -58,6 +58,9 @@ class RecordingTransport(asyncio.Transport):
     def is_closing(self) -> bool:
         return self.closed
 
+    def get_write_buffer_size(self) -> int:
+        return 0  # every write is taken at once
+
     def close(self) -> None:
         self.closed = True
 
