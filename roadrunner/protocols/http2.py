@@ -74,6 +74,10 @@ HOP_BY_HOP = frozenset(
 HEADER_BOMB_FACTOR = 4
 # Encoded DATA bytes held in h2's outbound buffer before they are written out at once.
 FLUSH_HIGH_WATER = 65536
+# Body chunks of one stream up to this many bytes wait for the end of the loop pass and leave
+# as one DATA frame (16,384: the smallest SETTINGS_MAX_FRAME_SIZE, RFC 9113 §6.5.2), instead of a
+# frame (9 bytes of header, RFC 9113 §4.1) per ASGI send: a gRPC stream of small messages.
+COALESCE_LIMIT = 16384
 STATUS = {status: str(status).encode() for status in range(100, 600)}
 
 # -- request header checks (h2's own inbound validation is off: one pass here is cheaper) --------
@@ -372,7 +376,7 @@ class H2StreamTransport:
     __slots__ = (
         "connection", "stream_id", "http", "pending", "pending_end", "pending_trailers",
         "drain_waiter", "unacked", "received", "request_ended", "end_sent", "closed", "h1_body",
-        "head", "answered",
+        "head", "answered", "deferred",
     )
 
     def __init__(self, connection: Http2Connection, stream_id: int) -> None:
@@ -390,6 +394,7 @@ class H2StreamTransport:
         self.closed = False
         self.h1_body = False  # the body of an h2c upgrade request arrives in HTTP/1.1 framing
         self.head: Headers | None = None  # response HEADERS held until this loop iteration ends
+        self.deferred = False  # pending body waits for this loop pass's flush (COALESCE_LIMIT)
         self.answered = False  # the response is complete, the request still open
 
     # StreamTransport -------------------------------------------------------------------------
@@ -445,9 +450,17 @@ class H2StreamTransport:
             if empty_end:
                 self.pending_end = True
                 return
+        pending = self.pending
+        was_waiting = bool(pending) and not self.deferred  # held back by a window
         if data:
-            self.pending += data
+            pending += data
         self.pending_end = self.pending_end or end_stream
+        if not end_stream and not was_waiting and len(pending) < COALESCE_LIMIT:
+            if not self.deferred:
+                self.deferred = True
+                self.connection.deferred.append(self)
+                self.connection.schedule_flush()
+            return
         self.connection.push(self)
 
     def write_trailers(self, headers: Headers) -> None:
@@ -460,7 +473,8 @@ class H2StreamTransport:
 
     async def drain(self) -> None:
         connection = self.connection
-        while not self.closed and (self.pending or connection.write_paused):
+        while not self.closed and ((self.pending and not self.deferred)
+                                   or connection.write_paused):
             self.drain_waiter = connection.loop.create_future()
             try:
                 await self.drain_waiter
@@ -536,6 +550,7 @@ class Http2Connection(asyncio.Protocol):
         self.flush_handle: asyncio.Handle | None = None
         self.unflushed = 0  # DATA bytes queued in h2 since the last flush
         self.held_heads: list[H2StreamTransport] = []  # see H2StreamTransport.write_head
+        self.deferred: list[H2StreamTransport] = []  # see H2StreamTransport.write_body
         self.preface_timer: asyncio.TimerHandle | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
         self.idle_since = 0.0  # loop time the connection last became idle (no streams)
@@ -1044,6 +1059,7 @@ class Http2Connection(asyncio.Protocol):
 
     def push(self, stream: H2StreamTransport) -> None:
         """Send as much pending body as the flow-control windows allow, then trailers / end."""
+        stream.deferred = False
         if stream.closed or stream.end_sent:
             return
         h2 = self.h2
@@ -1158,11 +1174,19 @@ class Http2Connection(asyncio.Protocol):
         if self.upgrade_head:  # no HTTP/2 byte leaves before the 101
             head, self.upgrade_head = self.upgrade_head, b""
             self.transport.write(head)
-        self.unflushed = 0
         if self.held_heads:
             for stream in self.held_heads:
                 stream.send_head()
             self.held_heads.clear()
+        if self.deferred:
+            streams, self.deferred = self.deferred, []
+            for stream in streams:
+                if stream.deferred:
+                    self.push(stream)
+            if self.flush_handle is not None:  # scheduled by push: this flush writes it all
+                self.flush_handle.cancel()
+                self.flush_handle = None
+        self.unflushed = 0
         data = self.h2.data_to_send()
         if data and not self.transport.is_closing():
             self.transport.write(data)
