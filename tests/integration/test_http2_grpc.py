@@ -73,3 +73,47 @@ def test_head_of_a_streaming_response_is_not_held_back() -> None:
         assert "END_STREAM" not in head.flags
         body = client.wait_for(DataFrame, 1)
         assert body is not None and body.data == b"late"
+
+
+MESSAGE = b"\0\0\0\0\x0b" + b"m" * 11  # a gRPC frame of an 11-byte message: 16 bytes
+
+
+@pytest.mark.usefixtures("http2_engine")
+def test_small_body_messages_of_one_pass_share_data_frames() -> None:
+    """A server stream of small messages (one ASGI send each) is not one DATA frame per send:
+    those of one loop pass leave together (9 bytes of frame header per 16-byte message made a
+    third of the bytes on the wire and a frame for the client to parse per message)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/grpc")]})
+        for _ in range(200):
+            await send({"type": "http.response.body", "body": MESSAGE, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    with run_server(app, protocols="h2") as server, RawH2(server.port) as client:
+        client.request(1)
+        frames = [f for f in stream_frames(client, 1) if isinstance(f, DataFrame)]
+    assert b"".join(f.data for f in frames) == MESSAGE * 200
+    assert len(frames) <= 20, len(frames)  # one per SEND_SLICE (1 ms) at most, not 200
+
+
+@pytest.mark.usefixtures("http2_engine")
+def test_a_body_message_is_not_held_back_when_the_app_pauses() -> None:
+    """Coalescing waits for the end of the loop pass only: a message the app follows with a
+    pause leaves at once, and the next one follows it in its own frame."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        await asyncio.sleep(0.5)
+        await send({"type": "http.response.body", "body": b"second"})
+
+    with run_server(app, protocols="h2") as server, RawH2(server.port) as client:
+        start = time.monotonic()
+        client.request(1)
+        first = client.wait_for(DataFrame, 1)
+        assert first is not None and first.data == b"first"
+        assert time.monotonic() - start < 0.4
+        second = client.wait_for(DataFrame, 1)
+        assert second is not None and second.data == b"second"

@@ -76,6 +76,7 @@ class Http2Connection(asyncio.Protocol):
         self.unflushed = 0  # DATA bytes queued in h2 since the last flush
         self.written = 0  # bytes handed to the transport (the response-send pace guard)
         self.held_heads: list[H2StreamTransport] = []  # see H2StreamTransport.write_head
+        self.deferred: list[H2StreamTransport] = []  # see H2StreamTransport.write_body
         self.preface_timer: asyncio.TimerHandle | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
         self.idle_since = 0.0  # loop time the connection last became idle (no streams)
@@ -504,6 +505,7 @@ class Http2Connection(asyncio.Protocol):
 
     def push(self, stream: H2StreamTransport) -> None:
         """Send as much pending body as the flow-control windows allow, then trailers / end."""
+        stream.deferred = False
         if stream.closed or stream.end_sent:
             return
         h2 = self.h2
@@ -622,11 +624,19 @@ class Http2Connection(asyncio.Protocol):
             head, self.upgrade_head = self.upgrade_head, b""
             self.written += len(head)
             self.transport.write(head)
-        self.unflushed = 0
         if self.held_heads:
             for stream in self.held_heads:
                 stream.send_head()
             self.held_heads.clear()
+        if self.deferred:
+            streams, self.deferred = self.deferred, []
+            for stream in streams:
+                if stream.deferred:
+                    self.push(stream)
+            if self.flush_handle is not None:  # scheduled by push: this flush writes it all
+                self.flush_handle.cancel()
+                self.flush_handle = None
+        self.unflushed = 0
         data = self.h2.data_to_send()
         if data and not self.transport.is_closing():
             self.written += len(data)

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from roadrunner.protocols.http2.connection import Http2Connection
 
 logger = logging.getLogger("roadrunner.error")
+# Body chunks of one stream up to this many bytes wait for the end of the loop pass and leave
+# as one DATA frame (16,384: the smallest SETTINGS_MAX_FRAME_SIZE, RFC 9113 §6.5.2), instead of a
+# frame (9 bytes of header, RFC 9113 §4.1) per ASGI send: a gRPC stream of small messages.
+COALESCE_LIMIT = 16384
 
 
 class H2StreamTransport:
@@ -25,7 +29,7 @@ class H2StreamTransport:
     __slots__ = (
         "connection", "stream_id", "http", "pending", "pending_end", "pending_trailers",
         "drain_waiter", "unacked", "received", "request_ended", "end_sent", "closed", "h1_body",
-        "head", "answered", "sent",
+        "head", "answered", "sent", "deferred",
     )
 
     def __init__(self, connection: Http2Connection, stream_id: int) -> None:
@@ -45,6 +49,7 @@ class H2StreamTransport:
         self.sent = 0  # response DATA bytes handed to the engine (the response-send pace guard)
         self.head: Headers | None = None  # response HEADERS held until this loop iteration ends
         self.answered = False  # the response is complete, the request still open
+        self.deferred = False  # pending body waits for this loop pass's flush (COALESCE_LIMIT)
 
     # StreamTransport -------------------------------------------------------------------------
 
@@ -99,9 +104,17 @@ class H2StreamTransport:
             if empty_end:
                 self.pending_end = True
                 return
+        pending = self.pending
+        was_waiting = bool(pending) and not self.deferred  # held back by a window
         if data:
-            self.pending += data
+            pending += data
         self.pending_end = self.pending_end or end_stream
+        if not end_stream and not was_waiting and len(pending) < COALESCE_LIMIT:
+            if not self.deferred:
+                self.deferred = True
+                self.connection.deferred.append(self)
+                self.connection.schedule_flush()
+            return
         self.connection.push(self)
 
     def write_trailers(self, headers: Headers) -> None:
@@ -114,7 +127,8 @@ class H2StreamTransport:
 
     async def drain(self) -> None:
         connection = self.connection
-        while not self.closed and (self.pending or connection.write_paused):
+        while not self.closed and ((self.pending and not self.deferred)
+                                   or connection.write_paused):
             self.drain_waiter = connection.loop.create_future()
             try:
                 await self.drain_waiter
