@@ -177,7 +177,7 @@ class Config:
         h2_max_empty_frame_rate: int = 100,
         http2_engine: str = "auto",
         alt_svc: bool = True,
-        # HTTP/3 over QUIC (roadrunner.protocols.http3 / quic)
+        # HTTP/3 over QUIC (roadrunner.protocols.http3/ / quic)
         h3_max_concurrent_streams: int = 100,
         h3_max_field_section_size: int = 16384,
         h3_idle_timeout: float = 30.0,

@@ -31,9 +31,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from roadrunner.config import Config, ConfigError
-from roadrunner.protocols.http3 import (
+from roadrunner.protocols.http3.connection import Http3Connection
+from roadrunner.protocols.http3.quic_connection import (
     CreditQuicConnection,
-    Http3Connection,
     build_quic_configuration,
 )
 

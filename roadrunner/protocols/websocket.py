@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from roadrunner.protocols.http1 import H1Connection
     from roadrunner.protocols.http2.connection import Http2Connection
     from roadrunner.protocols.http2.stream import H2StreamTransport
-    from roadrunner.protocols.http3 import H3StreamTransport, Http3Connection
+    from roadrunner.protocols.http3.connection import Http3Connection
+    from roadrunner.protocols.http3.stream import H3StreamTransport
 
 logger = logging.getLogger("roadrunner.error")
 

@@ -39,7 +39,7 @@ with driver.instrumented():
     from aioquic.quic.packet import QuicPacketType
     from aioquic.quic.packet_builder import QuicPacketBuilder
 
-    from roadrunner.protocols.http3 import build_quic_configuration
+    from roadrunner.protocols.http3.quic_connection import build_quic_configuration
     from roadrunner.protocols.quic import QuicListener
     from roadrunner.server import ServerState
 

@@ -19,7 +19,8 @@ from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionTerminated
 from aioquic.quic.packet import QuicPacketType, pull_quic_header
 
-from roadrunner.protocols.http3 import SEND_HIGH_WATER, CreditQuicConnection
+from roadrunner.protocols.http3.connection import SEND_HIGH_WATER
+from roadrunner.protocols.http3.quic_connection import CreditQuicConnection
 from roadrunner.protocols.quic import gso_supported
 from tests.helpers import run_server
 from tests.integration.test_http3 import echo_app

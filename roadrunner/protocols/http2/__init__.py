@@ -1,6 +1,7 @@
 """HTTP/2 (RFC 9113): one engine-agnostic connection over two engines.
 
-connection.py  Http2Connection: events in, HTTPStreams out; guards, shutdown, flushing
+connection.py  Http2Connection: events in, HTTPStreams out; guards, flushing
+lifetime.py    ConnectionLifetime (its mixin): preface and idle timers, graceful shutdown
 stream.py      H2StreamTransport: the per-stream StreamTransport
 rules.py       request / trailer field checks and the scope, hop-by-hop fields, our SETTINGS
 guards.py      RateGuard, guard_counters, the header-block cap's error

@@ -21,12 +21,12 @@ from h2.exceptions import (
     StreamClosedError,
 )
 from h2.settings import SettingCodes
-from hyperframe.frame import GoAwayFrame
 
 from roadrunner.asgi.scope import asgi_info
 from roadrunner.asgi.stream import HTTPStream
 from roadrunner.protocols.http2.engine import new_state
 from roadrunner.protocols.http2.guards import HeaderBlockTooLarge, RateGuard, guard_counters
+from roadrunner.protocols.http2.lifetime import ConnectionLifetime
 from roadrunner.protocols.http2.rules import STATUS, Headers, Malformed, build_scope, check_trailers
 from roadrunner.protocols.http2.stream import H2StreamTransport
 from roadrunner.protocols.tcp import reset_transport, send_wait
@@ -41,7 +41,7 @@ logger = logging.getLogger("roadrunner.error")
 FLUSH_HIGH_WATER = 65536
 
 
-class Http2Connection(asyncio.Protocol):
+class Http2Connection(ConnectionLifetime, asyncio.Protocol):
     """One HTTP/2 connection: h2 events in, HTTPStreams out, with limits and flood guards."""
 
     def __init__(
@@ -156,12 +156,6 @@ class Http2Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         return None
-
-    def cancel_timers(self) -> None:
-        for timer in (self.preface_timer, self.idle_timer):
-            if timer is not None:
-                timer.cancel()
-        self.preface_timer = self.idle_timer = None
 
     # -- receiving ------------------------------------------------------------------------------------
 
@@ -422,59 +416,6 @@ class Http2Connection(asyncio.Protocol):
         if self.transport.get_write_buffer_size():
             self.state.send_pace.watch(self)  # the close waits for a client that may not read
         self.transport.close()
-
-    def on_preface_timeout(self) -> None:
-        self.preface_timer = None
-        guard_counters["preface_timeout"] += 1
-        logger.info("HTTP/2 connection preface timed out from %s", self.peer_text())
-        self.close(ErrorCodes.NO_ERROR)
-
-    def arm_idle_timer(self) -> None:
-        """(Re)start the idle clock; with no stream open past timeout_keep_alive, we close.
-
-        One timer serves many idle periods: a request does not cancel it, and on_idle waits out
-        the rest of the latest period (a timer created and cancelled per request was a
-        measurable part of a small request's cost).
-        """
-        if self.dead or self.streams:
-            return
-        self.idle_since = now = self.loop.time()
-        if self.idle_timer is None:
-            self.idle_timer = self.loop.call_at(now + self.config.timeout_keep_alive, self.on_idle)
-
-    def on_idle(self) -> None:
-        self.idle_timer = None
-        if self.streams or self.dead:
-            return  # busy: drop() restarts the clock when the last stream goes
-        deadline = self.idle_since + self.config.timeout_keep_alive
-        if self.loop.time() < deadline:
-            self.idle_timer = self.loop.call_at(deadline, self.on_idle)
-            return
-        guard_counters["idle_timeout"] += 1
-        self.close(ErrorCodes.NO_ERROR)
-
-    def shutdown(self) -> None:
-        """Graceful shutdown: GOAWAY with the last stream we took; close once those finish."""
-        if self.dead or self.goaway_sent:
-            return
-        self.goaway_sent = True
-        for stream in list(self.streams.values()):
-            server_shutdown = getattr(stream.http, "server_shutdown", None)
-            if server_shutdown is not None:
-                server_shutdown()  # a WebSocket (RFC 8441) closes with 1012
-        # Sent by hand: h2's close_connection() would also forbid finishing in-flight streams.
-        self.flush()
-        frame = GoAwayFrame(0)
-        frame.last_stream_id = self.last_stream_id
-        frame.error_code = ErrorCodes.NO_ERROR
-        goaway = frame.serialize()
-        self.written += len(goaway)
-        self.transport.write(goaway)
-        for stream in list(self.streams.values()):
-            if stream.answered and not self.dead:
-                self.reset(stream, ErrorCodes.NO_ERROR)  # only its upload was left (maybe_finish)
-        if not self.streams and not self.dead:
-            self.close(None)
 
     def pace_probe(self) -> tuple[bool, int] | None:
         """Response-send guard for the TCP transport: a stall there stalls every stream."""

@@ -1,8 +1,9 @@
 """HTTP/3 connections: one QUIC connection (aioquic), its HTTP/3 framing, one HTTPStream per request.
 
 `Http3Connection` turns QUIC/HTTP/3 events into stream events and stream commands into HTTP/3
-frames. It owns the HTTP/3 limits (field section size, concurrency, GOAWAY) and request-body
-flow control: `CreditQuicConnection` returns receive credit only as the app consumes the body.
+frames. It owns the HTTP/3 limits (field section size, concurrency, GOAWAY) and the send side's
+backpressure; `stream.H3StreamTransport` is the per-stream `StreamTransport`, `framing` the H3
+layer, `quic_connection.CreditQuicConnection` the receive credit.
 The UDP socket, connection-ID routing and datagram batching live in `roadrunner.protocols.quic`.
 """
 
@@ -11,26 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-import pylsqpack
-from aioquic.buffer import encode_uint_var
-from aioquic.h3.connection import (
-    ErrorCode,
-    FrameType,
-    H3Connection,
-    H3Stream,
-    HeadersState,
-    MessageError,
-    ProtocolError,
-    Setting,
-    encode_frame,
-)
+from aioquic.h3.connection import ErrorCode
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import (
     ConnectionIdIssued,
     ConnectionIdRetired,
@@ -41,22 +27,20 @@ from aioquic.quic.events import (
     StreamDataReceived,
     StreamReset,
 )
-from aioquic.quic.packet_builder import QuicPacketBuilder
-from aioquic.quic.recovery import QuicPacketSpace
-from aioquic.quic.stream import QuicStream
 
 from roadrunner.asgi.scope import asgi_info, http_scope
 from roadrunner.asgi.stream import HTTPStream
 from roadrunner.logging import escape_control
+from roadrunner.protocols.http3.framing import Headers, RoadrunnerH3Connection, StreamMalformed
+from roadrunner.protocols.http3.quic_connection import CreditQuicConnection
+from roadrunner.protocols.http3.stream import H3StreamTransport
 
 if TYPE_CHECKING:
     from roadrunner.config import Config
-    from roadrunner.protocols.websocket import H3WebSocketBridge
     from roadrunner.server import ServerState
 
 logger = logging.getLogger("roadrunner.error")
 
-Headers = list[tuple[bytes, bytes]]
 NetworkAddress = Any
 
 # A response stream stops accepting app writes (drain() waits) while more than this many bytes
@@ -64,392 +48,12 @@ NetworkAddress = Any
 # the congestion window and the peer's credit, so memory per stream stays bounded; counting
 # only unsent bytes lets the app refill the stream before the sender runs dry.
 SEND_HIGH_WATER = 256 * 1024
-# RFC 9114 §4.2: connection-specific fields are malformed in HTTP/3; never emit them.
-CONNECTION_SPECIFIC = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
-)
-# aioquic differences, detected once. Python 3.10 only gets aioquic 1.3; 3.11+ gets 1.7.
-# Newer aioquic gives the peer one MAX_STREAMS slot back for each of its streams that closes
-# (RFC 9000 §4.6); 1.3 instead doubles MAX_STREAMS as streams open, which would let a client run
-# unboundedly many concurrent requests. `CreditQuicConnection` returns the slots itself on 1.3.
-QUIC_RETURNS_STREAM_CREDIT = hasattr(QuicConnection, "_stream_limit")
-# HTTP/3 frame types aioquic parses; any other type on a request stream is skipped (RFC 9114 §9).
-KNOWN_REQUEST_FRAMES = frozenset((FrameType.DATA, FrameType.HEADERS, FrameType.PUSH_PROMISE))
 ERROR_BODIES = {
     400: b"Invalid HTTP request received.",
     413: b"Request body too large.",
     431: b"Request header fields too large.",
     501: b"Not Implemented",
 }
-
-
-def build_quic_configuration(config: Config) -> QuicConfiguration:
-    """The server-side QUIC configuration for --protocols h3 (TLS 1.3 with ALPN h3)."""
-    quic_config = QuicConfiguration(
-        is_client=False,
-        alpn_protocols=["h3"],
-        idle_timeout=config.h3_idle_timeout,
-        max_data=config.h3_max_data,
-        max_stream_data=config.h3_max_stream_data,
-    )
-    assert config.ssl_certfile is not None
-    quic_config.load_cert_chain(
-        config.ssl_certfile, config.ssl_keyfile, config.ssl_keyfile_password
-    )
-    return quic_config
-
-
-class CreditQuicConnection(QuicConnection):
-    """A QuicConnection whose receive credit follows what the application consumed.
-
-    aioquic doubles a stream's MAX_STREAM_DATA as soon as data arrives; here the limit is
-    `consumed + window`, so a slow app stops a fast uploader (RFC 9000 §4.1) instead of
-    buffering the whole body. `unconsumed[stream_id]` counts body bytes handed to a stream
-    and not yet read by the app.
-    """
-
-    def __init__(self, *, max_streams_bidi: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        # RFC 9000 §4.6: initial_max_streams_bidi bounds concurrent request streams.
-        self._local_max_streams_bidi.value = max_streams_bidi
-        self._local_max_streams_bidi.sent = max_streams_bidi
-        self.stream_window = self._configuration.max_stream_data
-        self.connection_window = self._configuration.max_data
-        self.unconsumed: dict[int, int] = {}
-        self.unconsumed_total = 0
-        self.credited: set[int] = set()  # closed peer streams already given back (aioquic 1.3)
-
-    def add_unconsumed(self, stream_id: int, nbytes: int) -> None:
-        self.unconsumed[stream_id] = self.unconsumed.get(stream_id, 0) + nbytes
-        self.unconsumed_total += nbytes
-
-    def consume(self, stream_id: int, nbytes: int) -> None:
-        held = self.unconsumed.get(stream_id, 0)
-        nbytes = min(nbytes, held)
-        self.unconsumed[stream_id] = held - nbytes
-        self.unconsumed_total -= nbytes
-
-    def release(self, stream_id: int) -> None:
-        """The stream's body will never be read: give its credit back."""
-        self.unconsumed_total -= self.unconsumed.pop(stream_id, 0)
-
-    def _write_connection_limits(self, builder: QuicPacketBuilder, space: QuicPacketSpace) -> None:
-        max_data = self._local_max_data
-        target = max_data.used - self.unconsumed_total + self.connection_window
-        if target - max_data.value >= self.connection_window // 2:
-            max_data.value = target
-        used = max_data.used
-        max_data.used = 0  # keeps aioquic's own doubling rule from firing
-        max_streams = self._local_max_streams_bidi
-        streams_used = max_streams.used
-        if not QUIC_RETURNS_STREAM_CREDIT:
-            self.return_stream_credit()
-            max_streams.used = 0  # aioquic 1.3 would double MAX_STREAMS as streams open
-        try:
-            super()._write_connection_limits(builder=builder, space=space)
-        finally:
-            max_data.used = used
-            max_streams.used = streams_used
-
-    def return_stream_credit(self) -> None:
-        """aioquic 1.3: one more stream for the peer per request stream that closed (RFC 9000 §4.6).
-
-        aioquic drops a finished stream only after this runs in the same packet, so every closed
-        stream is seen here while it is still in `_streams`.
-        """
-        credited = self.credited
-        for stream_id, stream in self._streams.items():
-            # Client-initiated bidirectional streams (RFC 9000 §2.1): request streams.
-            if stream_id & 3 == 0 and stream.is_finished and stream_id not in credited:
-                credited.add(stream_id)
-                self._local_max_streams_bidi.value += 1
-        if credited:
-            credited.intersection_update(self._streams)  # dropped streams are never seen again
-
-    def _write_stream_limits(
-        self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: QuicStream
-    ) -> None:
-        # aioquic calls this for every stream in every packet it builds: return early when
-        # there is nothing to announce (it showed up at ~7% of a download's server CPU).
-        if not stream.max_stream_data_local:
-            return  # a stream we opened and only send on: no receive credit to give
-        receiver = stream.receiver
-        if not receiver.is_finished:
-            held = self.unconsumed.get(stream.stream_id, 0) if stream.stream_id is not None else 0
-            consumed = receiver.starting_offset() - held
-            target = consumed + self.stream_window
-            if target - stream.max_stream_data_local >= self.stream_window // 2:
-                stream.max_stream_data_local = target
-        if stream.max_stream_data_local_sent == stream.max_stream_data_local:
-            return  # RFC 9000 §19.10: MAX_STREAM_DATA only when the limit moved
-        highest = receiver.highest_offset
-        receiver.highest_offset = 0  # keeps aioquic's own doubling rule from firing
-        try:
-            super()._write_stream_limits(builder=builder, space=space, stream=stream)
-        finally:
-            receiver.highest_offset = highest
-
-    def send_queued(self, stream_id: int) -> int:
-        """Bytes written to a stream and never sent yet (retransmissions not counted)."""
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            return 0
-        sender = stream.sender
-        return sender._buffer_stop - sender.highest_offset
-
-
-class FrameTruncated(ProtocolError):
-    """RFC 9114 §7.1: a frame cut short by the end of its stream is an H3_FRAME_ERROR."""
-
-    error_code = ErrorCode.H3_FRAME_ERROR
-
-
-@dataclass
-class StreamMalformed(H3Event):
-    """A request stream broke an HTTP/3 message rule; only that stream is reset."""
-
-    stream_id: int
-    reason: str
-
-
-class RoadrunnerH3Connection(H3Connection):
-    """aioquic's H3Connection with our QPACK table sizes, field-section limit, stream errors."""
-
-    def __init__(
-        self,
-        quic: QuicConnection,
-        table_capacity: int,
-        blocked_streams: int,
-        max_field_section_size: int,
-        enable_connect_protocol: bool = True,
-    ) -> None:
-        self.rr_table_capacity = table_capacity
-        self.rr_enable_connect_protocol = enable_connect_protocol
-        self.rr_blocked_streams = blocked_streams
-        self.rr_max_field_section_size = max_field_section_size
-        self.discarded: set[int] = set()
-        super().__init__(quic)
-
-    def _init_connection(self) -> None:
-        # RFC 9204 §3.2.3: the decoder's table capacity and blocked streams are announced in
-        # SETTINGS; the decoder must be built with the same values before they are sent.
-        self._max_table_capacity = self.rr_table_capacity
-        self._blocked_streams = self.rr_blocked_streams
-        self._decoder = pylsqpack.Decoder(self.rr_table_capacity, self.rr_blocked_streams)
-        super()._init_connection()
-
-    def _get_local_settings(self) -> dict[int, int]:
-        settings = super()._get_local_settings()
-        # RFC 9114 §4.2.2: advertise the largest field section we accept.
-        settings[Setting.MAX_FIELD_SECTION_SIZE] = self.rr_max_field_section_size
-        if not self.rr_enable_connect_protocol:
-            # RFC 9220 §3: without the setting (--ws none) clients send no Extended CONNECT.
-            del settings[Setting.ENABLE_CONNECT_PROTOCOL]
-        return settings
-
-    def _receive_request_or_push_data(
-        self, stream: H3Stream, data: bytes, stream_ended: bool
-    ) -> list[H3Event]:
-        if stream.stream_id in self.discarded:
-            return []
-        try:
-            events = super()._receive_request_or_push_data(stream, data, stream_ended)
-        except MessageError as exc:
-            # RFC 9114 §4.1.2: a malformed request is a stream error of type H3_MESSAGE_ERROR.
-            self.reset_both(stream.stream_id, ErrorCode.H3_MESSAGE_ERROR)
-            stream.buffer = b""
-            stream.blocked = False
-            stream.receiving_ended = stream.sending_ended = True
-            return [StreamMalformed(stream_id=stream.stream_id, reason=exc.reason_phrase)]
-        # The rules below are aioquic 1.7's own; on 1.3 (Python 3.10) they are ours. With 1.7
-        # their conditions never hold here: aioquic has already acted.
-        if stream.blocked:
-            return events
-        if stream.frame_type not in KNOWN_REQUEST_FRAMES and stream.frame_size is not None:
-            # RFC 9114 §9, §10.5: an unknown frame's payload is ignored, so drop it as it arrives
-            # (aioquic 1.3 would buffer the whole frame, however long the peer declares it).
-            stream.frame_size -= len(stream.buffer)
-            stream.buffer = b""
-        if stream.receiving_ended:
-            if stream.buffer or stream.frame_size:
-                raise FrameTruncated("Frame is truncated by the end of the stream")
-            if stream.headers_recv_state == HeadersState.INITIAL:
-                # RFC 9114 §4.1: the stream ended before a request head; nothing will answer it.
-                self.abort_unanswered(stream.stream_id)
-                stream.sending_ended = True  # aioquic drops the state of an ended stream
-                return []
-            if stream_ended and not any(getattr(event, "stream_ended", False) for event in events):
-                # RFC 9114 §4.1: an unknown frame may be the last one; the request still ends
-                # (aioquic 1.3 loses the end of the stream when it comes with such a frame).
-                events.append(DataReceived(data=b"", stream_id=stream.stream_id, stream_ended=True))
-        return events
-
-    def never_answered(self, stream_id: int) -> bool:
-        """A request stream whose head never reached us and on which we sent nothing."""
-        if stream_id & 3 or stream_id in self.discarded:  # not a client bidi stream (RFC 9000 §2.1)
-            return False
-        stream = self._stream.get(stream_id)
-        if stream is not None:
-            return stream.headers_recv_state == HeadersState.INITIAL
-        quic_stream = self._quic._streams.get(stream_id)
-        return (
-            quic_stream is not None
-            and quic_stream.sender.highest_offset == 0
-            and quic_stream.sender._buffer_fin is None
-        )
-
-    def abort_unanswered(self, stream_id: int) -> None:
-        """A request stream ended or was reset before its head: reset our half too.
-
-        Without this the QUIC stream never closes and the client never gets its stream credit
-        back. aioquic 1.7 does this itself (H3_REQUEST_INCOMPLETE); 1.3 does not.
-        """
-        self.discarded.add(stream_id)
-        self._quic.reset_stream(stream_id, ErrorCode.H3_REQUEST_INCOMPLETE)
-
-    def forget_unanswered(self, stream_id: int) -> None:
-        """`abort_unanswered` for a reset stream, dropping its HTTP/3 state (outside parsing)."""
-        self.abort_unanswered(stream_id)
-        stream = self._stream.get(stream_id)
-        if stream is not None and not stream.blocked:
-            # A blocked head stays with the QPACK decoder, which resumes it by stream id; the
-            # `discarded` mark makes Http3Connection ignore it then.
-            del self._stream[stream_id]
-
-    def send_informational(self, stream_id: int, headers: Headers) -> None:
-        """An interim (1xx) response; the final response still follows (RFC 9114 §4.1).
-
-        aioquic 1.3 takes any first HEADERS for the final one and would refuse the DATA after
-        it; 1.7 knows interim responses. Resetting the send state fits both.
-        """
-        self.send_headers(stream_id, headers, False)
-        self._stream[stream_id].headers_send_state = HeadersState.INITIAL
-
-    def reset_both(self, stream_id: int, error_code: int) -> None:
-        """Reset both halves of a request stream and ignore whatever still arrives on it."""
-        self.discarded.add(stream_id)
-        self._quic.reset_stream(stream_id, error_code)
-        stream = self._quic._streams.get(stream_id)
-        if stream is not None and not stream.receiver.is_finished:
-            self._quic.stop_stream(stream_id, error_code)
-
-    def discard_stream(self, stream_id: int, error_code: int) -> None:
-        """`reset_both`, and drop the HTTP/3 state of the stream (outside event handling)."""
-        self.reset_both(stream_id, error_code)
-        self._stream.pop(stream_id, None)
-
-    def send_goaway(self, stream_id: int) -> None:
-        """RFC 9114 §5.2: no request stream at or above `stream_id` will be processed."""
-        assert self._local_control_stream_id is not None
-        self._quic.send_stream_data(
-            self._local_control_stream_id, encode_frame(FrameType.GOAWAY, encode_uint_var(stream_id))
-        )
-
-
-class H3StreamTransport:
-    """The `StreamTransport` of one request stream: HTTPStream commands become HTTP/3 frames."""
-
-    supports_trailers = True
-
-    __slots__ = (
-        "connection", "stream_id", "stream", "closed", "request_ended", "head_sent", "received",
-    )
-
-    def __init__(self, connection: Http3Connection, stream_id: int) -> None:
-        self.connection = connection
-        self.stream_id = stream_id
-        self.stream: HTTPStream | H3WebSocketBridge | None = None
-        self.closed = False  # reset, stopped, or the connection is gone
-        self.request_ended = False
-        self.head_sent = False
-        self.received = 0  # request body bytes so far (--limit-request-body)
-
-    def write_informational(self, status: int, headers: Headers) -> None:
-        if not self.closed and not self.head_sent:
-            self.connection.send_informational(self.stream_id, [(b":status", b"%d" % status), *headers])
-
-    def write_head(self, status: int, headers: Headers, end_stream: bool) -> None:
-        if self.closed:
-            return
-        self.head_sent = True
-        out: Headers = [(b":status", b"%d" % status)]
-        app_names = {name for name, _ in headers}
-        for name, value in self.connection.state.default_headers:
-            if name not in app_names and name != b"alt-svc":
-                out.append((name, value))
-        out.extend(item for item in headers if item[0] not in CONNECTION_SPECIFIC)
-        self.connection.send_headers(self.stream_id, out, end_stream)
-        if end_stream:
-            self.closed = True
-
-    def write_body(self, data: bytes, end_stream: bool) -> None:
-        if self.closed or (not data and not end_stream):
-            return
-        self.connection.send_data(self.stream_id, data, end_stream)
-        if end_stream:
-            self.closed = True
-
-    def write_trailers(self, headers: Headers) -> None:
-        if self.closed:
-            return
-        # RFC 9114 §4.1: a trailing HEADERS frame ends the response.
-        self.connection.send_headers(
-            self.stream_id, [item for item in headers if item[0] not in CONNECTION_SPECIFIC], True
-        )
-        self.closed = True
-
-    async def drain(self) -> None:
-        await self.connection.drain(self)
-
-    def pause_reading(self) -> None:
-        """Nothing to do: the peer is held back by the flow-control credit we withhold."""
-
-    def resume_reading(self) -> None:
-        """Nothing to do: credit is returned in `body_consumed`."""
-
-    def body_consumed(self, nbytes: int) -> None:
-        self.connection.body_consumed(self.stream_id, nbytes)
-
-    def abort(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.connection.reset_stream(self.stream_id, ErrorCode.H3_INTERNAL_ERROR)
-
-    def cancel(self) -> None:
-        """The client is too slow (asgi/pace.py): RFC 9114 §8.1 H3_REQUEST_CANCELLED, unless
-        the answer is already out (its unread request half was stopped with H3_NO_ERROR)."""
-        if not self.closed:
-            self.closed = True
-            self.connection.reset_stream(self.stream_id, ErrorCode.H3_REQUEST_CANCELLED)
-
-    def body_held(self) -> bool:
-        """Other streams' unread bodies hold the connection credit: the client cannot send."""
-        quic = self.connection.quic
-        return quic.unconsumed_total >= quic.connection_window // 2
-
-    def response_complete(self) -> None:
-        self.connection.response_complete(self)
-
-    # -- the response-send pace guard (asgi/pace.py) --------------------------------------------
-
-    def pace_probe(self) -> tuple[bool, int] | None:
-        """Waiting while response bytes wait to be sent (flow control or congestion: the
-        client's acknowledgements and credit); moved: the bytes sent so far."""
-        connection = self.connection
-        quic_stream = None if connection.terminated else connection.quic._streams.get(self.stream_id)
-        if quic_stream is None:
-            return None
-        sender = quic_stream.sender
-        if sender._buffer_stop <= sender.highest_offset:
-            return None
-        return True, sender.highest_offset
-
-    def pace_trip(self) -> None:
-        logger.info("Response send too slow to %s: resetting the stream", self.connection.peer_text())
-        self.closed = True
-        if self.stream is not None:
-            self.stream.feed_disconnect()
-        self.connection.reset_stream(self.stream_id, ErrorCode.H3_REQUEST_CANCELLED)
 
 
 class Http3Connection:
