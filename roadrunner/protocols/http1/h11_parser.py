@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import TYPE_CHECKING, Any
 
 import h11
 
@@ -26,6 +27,10 @@ from roadrunner.protocols.http1.rules import (
     served_version,
     target_refused,
 )
+
+if TYPE_CHECKING:
+    from roadrunner.config import Config
+    from roadrunner.server import ServerState
 
 
 def sent_coding(head: bytes) -> bytes:
@@ -91,8 +96,14 @@ class H11Connection(H1Connection):
 
     __slots__ = ("max_event", "h11", "head_bytes", "in_head", "chunk_lines", "line_held")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
         self.max_event = self.config.h11_max_incomplete_event_size or (
             self.limit_request_line + self.limit_headers_size + 64
         )
