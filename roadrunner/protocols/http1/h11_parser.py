@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import h11
 
@@ -124,13 +124,13 @@ class H11Connection(H1Connection):
             self.feed(data)
         except RequestRejected as exc:
             self.reject(exc.status, str(exc))
-        except h11.RemoteProtocolError as exc:
-            status = exc.error_status_hint
+        except h11.RemoteProtocolError as error:  # one name per exception type (mypyc)
+            status = error.error_status_hint
             if self.in_head:
-                status = self.head_status(status, str(exc))
+                status = self.head_status(status, str(error))
             if status == 431 and b"\r\n" not in bytes(self.head_bytes[: self.limit_request_line + 2]):
                 status = 414
-            self.reject(status, str(exc))
+            self.reject(status, str(error))
 
     def head_status(self, status: int, reason: str) -> int:
         """The status llhttp's order of checks gives a head h11 refused.
@@ -229,7 +229,9 @@ class H11Connection(H1Connection):
                     if self.chunk_lines.feed(bytes(conn.trailing_data[0])):
                         self.chunk_lines = None
             elif isinstance(event, h11.Data):
-                self.request_body(bytes(event.data))
+                # h11 types Data.data as bytes but hands out a bytearray: read through Any, or
+                # mypyc refuses the value (and takes bytes() of a bytes for a no-op).
+                self.request_body(bytes(cast(Any, event).data))
             elif isinstance(event, h11.EndOfMessage):
                 self.request_end()
                 if self.reads_done:

@@ -61,20 +61,20 @@ class HttpToolsConnection(H1Connection):
                 self.arm_header_timer()
         except RequestRejected as exc:
             self.reject(exc.status, str(exc))
-        except httptools.HttpParserUpgrade as exc:
+        except httptools.HttpParserUpgrade as upgrade:  # one name per exception type (mypyc)
             if self.upgraded_to is not None:
-                self.forward_upgraded(data[int(exc.args[0]):])
+                self.forward_upgraded(data[int(upgrade.args[0]):])
                 return
             self.on_parser_upgrade(data)
-        except httptools.HttpParserError as exc:
+        except httptools.HttpParserError as error:
             if self.reads_done:
                 return  # llhttp refuses bytes after the last request: they are not read
-            cause = exc.__context__
+            cause = error.__context__
             if isinstance(cause, RequestRejected):
                 # httptools wraps exceptions raised in our callbacks.
                 self.reject(cause.status, str(cause))
                 return
-            reason = str(exc)
+            reason = str(error)
             unsupported = "Transfer-Encoding`" in reason and self.unsupported_coding()
             self.reject(501 if unsupported else 400, reason)
 
