@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import httpx
@@ -40,6 +43,27 @@ def built() -> bool:
 
 
 needs_build = pytest.mark.skipif(not built(), reason="the mypyc modules are not built")
+
+
+def could_build() -> str | None:
+    """Why this checkout could not have compiled the mypyc modules, or None when it could."""
+    if os.environ.get("ROADRUNNER_NO_EXTENSIONS"):
+        return "ROADRUNNER_NO_EXTENSIONS is set"
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        return f"no C compiler ({compiler}) on PATH"
+    if importlib.util.find_spec("mypyc") is None:
+        return "mypy (mypyc) is not installed"
+    return None
+
+
+def test_the_modules_are_compiled_where_they_can_be() -> None:
+    # A build that fell back to pure Python with a compiler at hand is a failure, not a note
+    # (pip -q hides setup.py's warning): mypy found errors the venv's does not, say.
+    reason = could_build()
+    if reason is not None:
+        pytest.skip(reason)
+    assert built(), "a C compiler and mypyc are here, but setup.py did not compile the modules"
 
 
 def report(env: dict[str, str], fake_build: str = "") -> tuple[dict[str, str], str, str]:
