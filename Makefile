@@ -14,7 +14,10 @@ $(BIN)/python:
 # The nghttp2 HTTP/2 engine is compiled against libnghttp2: as root with apt-get (CI, a fresh
 # Debian machine) its headers and a compiler are installed when missing; without root nothing
 # is installed and setup.py builds without it (HTTP/2 then runs on h2).
-$(STAMP): pyproject.toml setup.py $(wildcard roadrunner/protocols/http2/_nghttp2*.p*) | $(BIN)/python
+# The mypyc-compiled modules (roadrunner/compiled.py): an edited one is rebuilt by the next make.
+COMPILED_SOURCES := $(shell $(PY) -c "import runpy; c = runpy.run_path('roadrunner/compiled.py'); print(*(c['source_path'](m, '.') for m in c['MODULES']))")
+
+$(STAMP): pyproject.toml setup.py roadrunner/compiled.py $(COMPILED_SOURCES) $(wildcard roadrunner/protocols/http2/_nghttp2*.p*) | $(BIN)/python
 	@need=""; \
 	[ -f /usr/include/nghttp2/nghttp2.h ] || need="$$need libnghttp2-dev"; \
 	command -v cc >/dev/null 2>&1 || need="$$need gcc libc6-dev"; \
@@ -25,6 +28,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard roadrunner/protocols/http2/_nghttp2
 	fi
 	$(BIN)/pip install -q -e '.[test]'
 	@$(BIN)/python -c "from roadrunner.protocols.http2.engine import nghttp2_missing as m; r = m(); r and print('note: the nghttp2 HTTP/2 engine is not built (' + r + '): HTTP/2 runs on h2')"
+	@$(BIN)/python -c "from roadrunner.compiled import build; b = build(); b == 'compiled' or print('note: the mypyc modules are not compiled (' + b + '): they run as pure Python')"
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -36,8 +40,22 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy roadrunner
 
+# With the mypyc modules compiled (roadrunner/compiled.py), the whole suite runs on the compiled
+# build without coverage (coverage.py cannot see compiled code), then the unit and integration
+# tiers run again on the pure modules (ROADRUNNER_PURE=1) and measure coverage. A pure build (no
+# compiler, ROADRUNNER_NO_EXTENSIONS=1) runs the whole suite once, under coverage.
+COVERAGE := --cov=roadrunner --cov-report=term --cov-fail-under=90
+
 test: lint typecheck
-	$(BIN)/python -m pytest -q -p no:cacheprovider --cov=roadrunner --cov-report=term --cov-fail-under=90
+	@if [ "$$($(BIN)/python -c 'from roadrunner.compiled import build; print(build())')" = compiled ]; then \
+		echo "make test: the compiled build, every tier"; \
+		$(BIN)/python -m pytest -q -p no:cacheprovider && \
+		echo "make test: the pure modules (ROADRUNNER_PURE=1), unit and integration, with coverage" && \
+		ROADRUNNER_PURE=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/integration $(COVERAGE); \
+	else \
+		echo "make test: a pure build, every tier, with coverage"; \
+		$(BIN)/python -m pytest -q -p no:cacheprovider $(COVERAGE); \
+	fi
 
 # Run the suite on every supported CPython (pyenv provides 3.10-3.13).
 test-all:
@@ -91,4 +109,5 @@ bench-baseline: $(STAMP)
 	$(BIN)/python -m bench.callgrind --record
 
 clean:
-	rm -rf $(VENV) .venv-3.* .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache tests/fuzz/crashes build roadrunner/protocols/http2/_nghttp2.c roadrunner/protocols/http2/_nghttp2.*.so
+	rm -rf $(VENV) .venv-3.* .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache tests/fuzz/crashes build roadrunner/protocols/http2/_nghttp2.c \
+		roadrunner/_compiled_sources.py roadrunner__mypyc.*.so $$(find roadrunner -name '*.so')

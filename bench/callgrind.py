@@ -10,6 +10,7 @@ measures the server's own code path, not the whole cost of a request.
     python -m bench.callgrind --server roadrunner --server uvicorn --requests 4000
     python -m bench.callgrind --check     # make bench-check: the regression gate (bench/gate.py)
     python -m bench.callgrind --record    # make bench-baseline: rewrite the gate's baseline
+    ROADRUNNER_PURE=1 python -m bench.callgrind --record --baseline /tmp/pure.json  # the pure build
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import ConnectionTerminated, DataReceived, StreamEnded, StreamReset
 
+from bench.gate import BASELINE
 from bench.gate import run as gate_run
 from bench.http1 import encode_request
 from bench.process import free_port
@@ -312,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="measure the gate scenarios and rewrite the baseline")
     parser.add_argument("--scenario", action="append", choices=list(GATE),
                         help="with --check/--record: only these gate scenarios")
+    parser.add_argument("--baseline", type=Path, default=BASELINE,
+                        help="with --check/--record: this baseline file (default: the gate's)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="with --check/--record: runs per scenario (the median counts)")
     parser.add_argument("--server", action="append", choices=list(SERVERS))
@@ -324,7 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check or args.record:
         chosen = {name: GATE[name].settings for name in args.scenario or GATE}
         return gate_run("check" if args.check else "record", chosen,
-                        lambda name: measure("roadrunner", GATE[name], args.keep), args.repeat)
+                        lambda name: measure("roadrunner", GATE[name], args.keep), args.repeat,
+                        path=args.baseline)
     scenario = Scenario("custom", Request(path=args.path), connections=args.connections,
                         warmup=args.warmup, requests=args.requests)
     for server in args.server or ["roadrunner", "uvicorn"]:

@@ -2,8 +2,10 @@
 
 The baseline (bench/baseline/callgrind.json) holds instructions per request for each gate scenario
 and what the counts depend on besides the code: the Python version, the valgrind version, the
-libraries on the measured path and each scenario's settings. A check on another Python minor or
-another valgrind is skipped, not failed: those counts are not comparable.
+libraries on the measured path, the build (mypyc-compiled or pure, as roadrunner.compiled reports
+it; ROADRUNNER_PURE=1 measures the pure modules) and each scenario's settings. A check on another
+Python minor, another valgrind or another build is skipped, not failed: those counts are not
+comparable.
 """
 
 from __future__ import annotations
@@ -36,8 +38,15 @@ def valgrind_version() -> str | None:
     return result.stdout.strip() or None
 
 
+def roadrunner_build() -> str:
+    """ "compiled" or "pure": what the measured server loads (the same install and environment)."""
+    from roadrunner.compiled import build
+
+    return build()
+
+
 def environment() -> dict[str, Any]:
-    """What this machine would measure with: Python, valgrind and library versions."""
+    """What this machine would measure with: Python, valgrind, library versions and the build."""
     packages = {}
     for name in PACKAGES:
         try:
@@ -45,7 +54,7 @@ def environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             packages[name] = "not installed"
     return {"python": platform.python_version(), "valgrind": valgrind_version(),
-            "packages": packages}
+            "build": roadrunner_build(), "packages": packages}
 
 
 def _minor(version: str) -> str:
@@ -59,6 +68,10 @@ def refusal(baseline: Mapping[str, Any], env: Mapping[str, Any]) -> str | None:
         reasons.append(f"Python {env['python']}, the baseline was recorded on {baseline['python']}")
     if baseline["valgrind"] != env["valgrind"]:
         reasons.append(f"{env['valgrind']}, the baseline was recorded with {baseline['valgrind']}")
+    # A baseline from before the mypyc build existed measured the pure modules.
+    recorded_build, build = baseline.get("build", "pure"), env.get("build", "pure")
+    if recorded_build != build:
+        reasons.append(f"a {build} build, the baseline was recorded on a {recorded_build} one")
     for name, version in baseline.get("packages", {}).items():
         if env["packages"].get(name) != version:
             reasons.append(f"{name} {env['packages'].get(name)}, the baseline's is {version}")
@@ -196,7 +209,7 @@ def run(mode: str, settings: Mapping[str, str], measure: Callable[[str], float],
     rows = compare(baseline, figures)
     out(f"\nroadrunner, instructions per request against {path.name} (recorded "
         f"{baseline['recorded']} at {baseline['commit'][:12]}, Python {baseline['python']}, "
-        f"{baseline['valgrind']}):")
+        f"{baseline['valgrind']}, {baseline.get('build', 'pure')} build):")
     out(format_table(rows))
     message, code = summary(rows)
     out(message)

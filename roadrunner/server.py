@@ -19,6 +19,7 @@ from email.utils import formatdate
 from typing import Any, Protocol
 
 from roadrunner.asgi.pace import PaceGuard
+from roadrunner.compiled import build
 from roadrunner.config import AppImportError, Config, ConfigError
 from roadrunner.lifespan import lifespan_for
 from roadrunner.loops import asyncio_run, get_loop_factory, setup_event_loop
@@ -236,6 +237,7 @@ class Server:
             from roadrunner.protocols.http2.engine import engine_name
 
             protocols += f" on {engine_name(config)}"  # the HTTP/2 engine (--http2-engine)
+        protocols += f"; {build()}"  # the mypyc modules: compiled, or pure (ROADRUNNER_PURE=1)
         if config.uds:
             logger.info("Roadrunner running on unix socket %s (Press CTRL+C to quit)", config.uds)
         elif config.fd is not None:

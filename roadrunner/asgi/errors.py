@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 
+class InvalidMessage(RuntimeError):
+    """The application sent an ASGI message that breaks the spec."""
+
+
 class ClientDisconnected(OSError):
     """ASGI spec 2.4+: send() after the client has gone raises a server-specific OSError."""
 

@@ -6,6 +6,10 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from roadrunner.asgi.errors import InvalidMessage
+
+__all__ = ["InvalidMessage", "validate_headers", "validate_response_start"]
+
 # RFC 9110 §5.1: field-name = token; §5.5: field values exclude CR, LF and NUL.
 TOKEN_RE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+\Z")
 INVALID_VALUE_RE = re.compile(rb"[\x00\r\n]")
@@ -19,10 +23,6 @@ KNOWN_NAMES_LIMIT = 2048
 # repeat the same Content-Type, Content-Length and friends. Cleared when full (bounded memory).
 KNOWN_PAIRS: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
 KNOWN_PAIRS_LIMIT = 4096
-
-
-class InvalidMessage(RuntimeError):
-    """The application sent an ASGI message that breaks the spec."""
 
 
 def validate_headers(raw: Iterable[Any] | None, lower: bool = True) -> Headers:

@@ -50,6 +50,16 @@ def test_get_and_post_echo(http: str) -> None:
         assert response.content == payload
 
 
+def test_fragment_in_the_target_is_not_part_of_path_or_query(http: str) -> None:
+    # RFC 9112 §3.2 has no fragment; one a client sends anyway is cut off the path (as uvicorn).
+    with run_server(echo_app, http=http) as server:
+        response = raw_request(server.port, b"GET /a/b#frag HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert status_of(response) == 200
+        head = response.partition(b"\r\n\r\n")[0].lower()
+        assert b"\r\nx-path: /a/b\r\n" in head
+        assert b"\r\nx-raw-path: /a/b\r\n" in head
+
+
 def test_keep_alive_reuses_connection(http: str) -> None:
     with run_server(echo_app, http=http) as server:
         with socket.create_connection(("127.0.0.1", server.port)) as sock:

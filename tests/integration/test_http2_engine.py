@@ -47,7 +47,7 @@ def test_startup_line_names_the_http2_engine(
 ) -> None:
     app = write_app(tmp_path)
     with roadrunner(app, "--protocols", "h1,h2", *args, cwd=tmp_path, env=env) as process:
-        match = process.wait_for(r"running on http://127\.0\.0\.1:(\d+) \[h1,h2 on (\w+)\]")[0]
+        match = process.wait_for(r"running on http://127\.0\.0\.1:(\d+) \[h1,h2 on (\w+); (?:compiled|pure)\]")[0]
         assert match.group(2) == engine
         assert served_over_h2(int(match.group(1))) == "HTTP/2"
 
@@ -56,7 +56,7 @@ def test_auto_falls_back_to_h2_without_the_extension(tmp_path: Path) -> None:
     app = write_app(tmp_path)
     module = hide_extension(tmp_path)
     with roadrunner(app, "--protocols", "h1,h2", cwd=tmp_path, module=module) as process:
-        match = process.wait_for(r"running on http://127\.0\.0\.1:(\d+) \[h1,h2 on (\w+)\]")[0]
+        match = process.wait_for(r"running on http://127\.0\.0\.1:(\d+) \[h1,h2 on (\w+); (?:compiled|pure)\]")[0]
         assert match.group(2) == "h2"
         assert served_over_h2(int(match.group(1))) == "HTTP/2"
 

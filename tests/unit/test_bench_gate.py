@@ -11,7 +11,7 @@ import pytest
 from bench import gate
 from bench.gate import Row, compare, format_table, refusal, settings_changed, spread, summary
 
-ENV: dict[str, Any] = {"python": "3.11.7", "valgrind": "valgrind-3.19.0",
+ENV: dict[str, Any] = {"python": "3.11.7", "valgrind": "valgrind-3.19.0", "build": "compiled",
                        "packages": {"h2": "4.4.1", "uvloop": "0.23.0"}}
 SETTINGS = {"h1_hello": "h1 GET /hello, 2000 requests", "h2c_hello": "h2c GET /hello, 400"}
 
@@ -63,6 +63,15 @@ def test_refusal_on_another_python_minor_valgrind_or_library_but_not_a_python_pa
     assert "valgrind-3.22.0" in str(refusal(baseline, {**ENV, "valgrind": "valgrind-3.22.0"}))
     other = {**ENV, "packages": {"h2": "4.3.0", "uvloop": "0.23.0"}}
     assert refusal(baseline, other) == "h2 4.3.0, the baseline's is 4.4.1"
+
+
+def test_refusal_on_another_build_a_baseline_without_one_being_pure() -> None:
+    baseline = _baseline(h1_hello=1)
+    assert refusal(baseline, {**ENV, "build": "pure"}) == (
+        "a pure build, the baseline was recorded on a compiled one")
+    old = {key: value for key, value in baseline.items() if key != "build"}
+    assert refusal(old, {**ENV, "build": "pure"}) is None
+    assert "a compiled build" in str(refusal(old, ENV))
 
 
 def test_settings_changed_names_missing_and_re_sized_scenarios() -> None:
@@ -134,4 +143,4 @@ def test_the_committed_baseline_covers_the_gate_scenarios_with_their_settings() 
 
     baseline = json.loads(gate.BASELINE.read_text())
     assert settings_changed(baseline, {name: s.settings for name, s in GATE.items()}) == []
-    assert {"python", "valgrind", "commit", "packages"} <= set(baseline)
+    assert {"python", "valgrind", "commit", "packages", "build"} <= set(baseline)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import TYPE_CHECKING, Any, cast
 
 import h11
 
@@ -26,6 +27,10 @@ from roadrunner.protocols.http1.rules import (
     served_version,
     target_refused,
 )
+
+if TYPE_CHECKING:
+    from roadrunner.config import Config
+    from roadrunner.server import ServerState
 
 
 def sent_coding(head: bytes) -> bytes:
@@ -91,8 +96,14 @@ class H11Connection(H1Connection):
 
     __slots__ = ("max_event", "h11", "head_bytes", "in_head", "chunk_lines", "line_held")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
         self.max_event = self.config.h11_max_incomplete_event_size or (
             self.limit_request_line + self.limit_headers_size + 64
         )
@@ -113,13 +124,13 @@ class H11Connection(H1Connection):
             self.feed(data)
         except RequestRejected as exc:
             self.reject(exc.status, str(exc))
-        except h11.RemoteProtocolError as exc:
-            status = exc.error_status_hint
+        except h11.RemoteProtocolError as error:  # one name per exception type (mypyc)
+            status = error.error_status_hint
             if self.in_head:
-                status = self.head_status(status, str(exc))
+                status = self.head_status(status, str(error))
             if status == 431 and b"\r\n" not in bytes(self.head_bytes[: self.limit_request_line + 2]):
                 status = 414
-            self.reject(status, str(exc))
+            self.reject(status, str(error))
 
     def head_status(self, status: int, reason: str) -> int:
         """The status llhttp's order of checks gives a head h11 refused.
@@ -218,7 +229,9 @@ class H11Connection(H1Connection):
                     if self.chunk_lines.feed(bytes(conn.trailing_data[0])):
                         self.chunk_lines = None
             elif isinstance(event, h11.Data):
-                self.request_body(bytes(event.data))
+                # h11 types Data.data as bytes but hands out a bytearray: read through Any, or
+                # mypyc refuses the value (and takes bytes() of a bytes for a no-op).
+                self.request_body(bytes(cast(Any, event).data))
             elif isinstance(event, h11.EndOfMessage):
                 self.request_end()
                 if self.reads_done:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from roadrunner.protocols.http1.connection import H1Connection
 from roadrunner.protocols.http1.rules import (
@@ -10,6 +12,10 @@ from roadrunner.protocols.http1.rules import (
     served_version,
     target_refused,
 )
+
+if TYPE_CHECKING:
+    from roadrunner.config import Config
+    from roadrunner.server import ServerState
 
 try:
     import httptools
@@ -25,8 +31,14 @@ class HttpToolsConnection(H1Connection):
 
     __slots__ = ("parser", "url", "headers", "header_size", "in_head")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
         self.parser = httptools.HttpRequestParser(self)
         if hasattr(self.parser, "set_dangerous_leniencies"):  # httptools >= 0.6.2
             # llhttp refuses versions other than 0.9, 1.0, 1.1 and 2.0 as a 400; the version is
@@ -49,20 +61,20 @@ class HttpToolsConnection(H1Connection):
                 self.arm_header_timer()
         except RequestRejected as exc:
             self.reject(exc.status, str(exc))
-        except httptools.HttpParserUpgrade as exc:
+        except httptools.HttpParserUpgrade as upgrade:  # one name per exception type (mypyc)
             if self.upgraded_to is not None:
-                self.forward_upgraded(data[int(exc.args[0]):])
+                self.forward_upgraded(data[int(upgrade.args[0]):])
                 return
             self.on_parser_upgrade(data)
-        except httptools.HttpParserError as exc:
+        except httptools.HttpParserError as error:
             if self.reads_done:
                 return  # llhttp refuses bytes after the last request: they are not read
-            cause = exc.__context__
+            cause = error.__context__
             if isinstance(cause, RequestRejected):
                 # httptools wraps exceptions raised in our callbacks.
                 self.reject(cause.status, str(cause))
                 return
-            reason = str(exc)
+            reason = str(error)
             unsupported = "Transfer-Encoding`" in reason and self.unsupported_coding()
             self.reject(501 if unsupported else 400, reason)
 
@@ -118,5 +130,5 @@ class HttpToolsConnection(H1Connection):
         self.begin_request(method, self.url, version, self.headers)
 
     # The body callbacks are the shared handlers themselves (no extra call per event).
-    on_body = H1Connection.request_body
-    on_message_complete = H1Connection.request_end
+    on_body: ClassVar[Callable[[H1Connection, bytes], None]] = H1Connection.request_body
+    on_message_complete: ClassVar[Callable[[H1Connection], None]] = H1Connection.request_end
