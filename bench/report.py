@@ -68,8 +68,11 @@ def _load_section(run: Run, scenario: LoadScenario) -> list[str]:
             _mib(median([s.rss_bytes for s in samples])),
             _errors(cell),
         ])
+    longer = (f" Measured for {scenario.min_duration:g} s per run (longer than the other "
+              "scenarios), so that every server completes some." if scenario.min_duration >
+              run.settings["duration"] else "")
     return [f"### {scenario.name}: {scenario.title}", "",
-            _load_client(scenario), *_client_notes(run, scenario), "",
+            _load_client(scenario) + longer, *_client_notes(run, scenario), "",
             *_table(header, rows), ""]
 
 
@@ -127,7 +130,7 @@ def _client_notes(run: Run, scenario: LoadScenario) -> list[str]:
                          + " / ".join(f"{r / 2**20:.2f}" for r in rates) + ")")
         if cpus:
             parts.append("client CPU " + " / ".join(f"{c:.1f}" for c in cpus)
-                         + f" s per {run.settings['duration']} s run")
+                         + f" s per {max(run.settings['duration'], scenario.min_duration):g} s run")
         if parts:
             notes.append(f"- {spec.name}: " + "; ".join(parts))
     return ["", *notes] if notes else []
