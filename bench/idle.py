@@ -18,6 +18,8 @@ from bench.http1 import encode_request, parse_response
 from bench.results import IdleSample
 from bench.scenarios import Request
 
+OPEN_TIMEOUT = 20.0  # seconds for one connection's connect and first answer (granian, h2c,
+# 5,000 connections: one never answered)
 
 @dataclass
 class Connection:
@@ -87,15 +89,21 @@ class Client:
 
     async def open(self, gate: asyncio.Semaphore) -> Connection:
         async with gate:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port), OPEN_TIMEOUT)
             connection = Connection(reader, writer)
             if self.protocol == "h2c":
                 connection.h2 = h2.connection.H2Connection(
                     h2.config.H2Configuration(client_side=True, header_encoding=None))
                 connection.h2.initiate_connection()  # preface and SETTINGS (RFC 9113 §3.4)
-            if not await self.request_on(connection):
+            try:
+                answered = await asyncio.wait_for(self.request_on(connection), OPEN_TIMEOUT)
+            except asyncio.TimeoutError:
+                answered = False
+            if not answered:
                 writer.close()
-                raise ConnectionError("idle-connection request failed")
+                raise ConnectionError(f"idle-connection request failed (or took over "
+                                      f"{OPEN_TIMEOUT:g} s)")
             return connection
 
     async def still_open(self, connection: Connection, gate: asyncio.Semaphore) -> bool:
@@ -130,7 +138,15 @@ async def measure_idle(host: str, port: int, request: Request, count: int,
     for connection in warm:
         connection.writer.close()
     rss_before = await _settled_rss(read_rss)
-    connections = await asyncio.gather(*(client.open(gate) for _ in range(count)))
+    opened = await asyncio.gather(*(client.open(gate) for _ in range(count)),
+                                  return_exceptions=True)
+    connections = [c for c in opened if isinstance(c, Connection)]
+    if len(connections) < count:  # close what did open before failing the run
+        for connection in connections:
+            connection.writer.close()
+        failure = next(c for c in opened if not isinstance(c, Connection))
+        raise ConnectionError(f"{count - len(connections)} of {count} connections failed: "
+                              f"{failure}")
     try:
         rss_after = await _settled_rss(read_rss)
         alive = await asyncio.gather(*(client.still_open(c, gate) for c in connections))

@@ -213,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               machine_facts(), servers, scenarios)
     loads: list[float] = []
     started = time.monotonic()
+    raw = ROOT / "bench/results" / (args.output.stem + ".json")
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         for rep in range(args.repeat):
@@ -235,13 +236,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         continue
                     cell.samples.append(sample)
                     print(f"{label} {describe(sample)}", flush=True)
+                    write_json(run, raw)  # after every run: a stopped matrix keeps its figures
     load1, load5, _ = os.getloadavg()
     run.machine["load average at end (1 min, 5 min)"] = f"{load1:.2f}, {load5:.2f}"
     if loads:
         run.machine["load average (1 min) before each run: min / median / max"] = \
             f"{min(loads):.2f} / {median(loads):.2f} / {max(loads):.2f}"
     run.machine["wall time"] = f"{(time.monotonic() - started) / 60:.1f} min"
-    raw = ROOT / "bench/results" / (args.output.stem + ".json")
     write_json(run, raw)
     written = publish(run, args.output)
     print(f"wrote {', '.join(str(p) for p in written)} and {raw}")
