@@ -21,7 +21,7 @@ from bench.servers import SERVERS
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442",
            "#000000", "#999999", "#666666", "#BBBBBB", "#333333")
 WIDTH = 960
-LABEL_WIDTH = 190  # scenario names
+LABEL_WIDTH = 210  # scenario names
 LEGEND_WIDTH = 190
 BAR = 11
 BAR_GAP = 2
@@ -41,6 +41,7 @@ class Bar:
 class Group:
     scenario: str
     bars: tuple[Bar, ...]
+    baseline: str = ""  # the server the ratios divide by (ratio charts)
 
 
 @dataclass(frozen=True)
@@ -159,13 +160,14 @@ CHART_GROUPS = (
 
 
 def run_charts(run: Run) -> list[tuple[str, Chart]]:
-    """(file name, chart) for each metric and group the run has figures for."""
+    """(file name, chart) for each metric and group the run has figures for (throughput
+    scenarios, `chart=False`, are in the tables only)."""
     from bench.report import group_of  # the report's grouping, one source
 
     made = []
     for stem, title, groups in CHART_GROUPS:
         scenarios = [s for s in run.scenarios
-                     if isinstance(s, LoadScenario) and group_of(s) in groups]
+                     if isinstance(s, LoadScenario) and s.chart and group_of(s) in groups]
         ratio_groups, cpu_groups, seen = [], [], []
         baselines = set()
         for scenario in scenarios:
@@ -184,11 +186,13 @@ def run_charts(run: Run) -> list[tuple[str, Chart]]:
                     cpus.append(Bar(spec.name, cpu * 100, f"{cpu * 100:,.1f} µs"))
             if ratios:
                 baselines.add(scenario.baseline)
-                ratio_groups.append(Group(f"{scenario.name} (÷ {scenario.baseline})",
-                                          tuple(ratios)))
+                ratio_groups.append(Group(scenario.name, tuple(ratios), scenario.baseline))
             if cpus:
                 cpu_groups.append(Group(scenario.name, tuple(cpus)))
         servers = tuple(seen)
+        if len(baselines) > 1:  # name each group's baseline where the chart has several
+            ratio_groups = [Group(f"{g.scenario} (÷ {g.baseline})", g.bars, g.baseline)
+                            for g in ratio_groups]
         if ratio_groups:
             made.append((f"rps-{stem}.svg", Chart(
                 f"{title}: req/s ÷ the scenario's baseline ({', '.join(sorted(baselines))})",

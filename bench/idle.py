@@ -127,6 +127,20 @@ async def _settled_rss(read_rss: Callable[[], int], interval: float = 0.25,
     return previous
 
 
+async def _open_all(client: Client, gate: asyncio.Semaphore, count: int) -> list[Connection]:
+    """count connections, each answered once; ConnectionError (all closed) if any failed."""
+    opened = await asyncio.gather(*(client.open(gate) for _ in range(count)),
+                                  return_exceptions=True)
+    connections = [c for c in opened if isinstance(c, Connection)]
+    if len(connections) < count:
+        for connection in connections:
+            connection.writer.close()
+        failure = next(c for c in opened if not isinstance(c, Connection))
+        raise ConnectionError(f"{count - len(connections)} of {count} connections failed: "
+                              f"{failure}")
+    return connections
+
+
 async def measure_idle(host: str, port: int, request: Request, count: int,
                        read_rss: Callable[[], int], parallel: int = 100,
                        protocol: str = "h1") -> IdleSample:
@@ -134,19 +148,10 @@ async def measure_idle(host: str, port: int, request: Request, count: int,
     client = Client(host, port, request, protocol)
     gate = asyncio.Semaphore(parallel)
     # Warm up: a burst of short-lived connections so one-time allocations are not counted.
-    warm = await asyncio.gather(*(client.open(gate) for _ in range(parallel)))
-    for connection in warm:
+    for connection in await _open_all(client, gate, parallel):
         connection.writer.close()
     rss_before = await _settled_rss(read_rss)
-    opened = await asyncio.gather(*(client.open(gate) for _ in range(count)),
-                                  return_exceptions=True)
-    connections = [c for c in opened if isinstance(c, Connection)]
-    if len(connections) < count:  # close what did open before failing the run
-        for connection in connections:
-            connection.writer.close()
-        failure = next(c for c in opened if not isinstance(c, Connection))
-        raise ConnectionError(f"{count - len(connections)} of {count} connections failed: "
-                              f"{failure}")
+    connections = await _open_all(client, gate, count)
     try:
         rss_after = await _settled_rss(read_rss)
         alive = await asyncio.gather(*(client.still_open(c, gate) for c in connections))

@@ -270,7 +270,8 @@ def render_markdown(run: Run, includes: Mapping[str, str] | None = None,
     if charts:
         lines += ["", "## Charts", "",
                   "Generated with the tables (`bench/charts.py`); configuration comparisons "
-                  "(middleware, compression, workers) are in the tables only.", ""]
+                  "(middleware, compression, workers) and h3_download (a throughput figure, "
+                  "MiB/s) are in the tables only.", ""]
         lines += [f"![{alt}]({path})" + "\n" for alt, path in charts]
     lines += ["", "## Scenarios", "", *_index(run), ""]
     for group in GROUPS:

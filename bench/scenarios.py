@@ -59,6 +59,9 @@ class LoadScenario:
     # the one the pre-run check sends); empty for the request's path only.
     paths: tuple[str, ...] = ()
     min_duration: float = 0.0  # measured seconds at least, whatever --duration says
+    # In the charts of req/s and CPU per request (a throughput scenario, whose figure is MiB/s and
+    # whose "request" is a 10 MiB download, would only stretch their axes).
+    chart: bool = True
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,7 @@ register(LoadScenario(
     requires=H3, connections=1, streams=1, baseline=H2_BASELINE,
     # A slow server (hypercorn: ~3 MiB/s here) needs seconds for one 10 MiB download.
     min_duration=8.0,
+    chart=False,
 ))
 
 # Tags that pick a server configuration rather than a protocol: a server without one is left out

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench import charts, publish, report, run, scenarios
+from bench import charts, idle, publish, report, run, scenarios
 from bench.apps import FORM_BODY, FORM_FIELDS, item_body
 from bench.apps import app as bench_app
 from bench.drivers import DRIVERS
@@ -229,7 +229,8 @@ def test_charts_are_svg_with_a_bar_per_server_and_scenario() -> None:
     made = dict(charts.run_charts(_matrix()))
     assert set(made) == {"rps-h1.svg", "cpu-h1.svg", "rps-h2-h3.svg", "cpu-h2-h3.svg"}
     rps = made["rps-h1.svg"]
-    assert [g.scenario for g in rps.groups] == ["hello (÷ uvicorn)", "h1_tls (÷ uvicorn)"]
+    assert [g.scenario for g in rps.groups] == ["hello", "h1_tls"]  # one baseline: in the title
+    assert "÷ the scenario's baseline (uvicorn)" in rps.title
     assert [round(b.value, 2) for b in rps.groups[0].bars] == [1.6, 1.0, 2.0, 0.2, 0.9]
     cpu = made["cpu-h2-h3.svg"]
     assert cpu.groups[0].bars[0].label == "52.0 µs"  # 0.52 CPU-s / 10k
@@ -275,3 +276,31 @@ def test_publish_writes_the_whole_docs_with_includes_and_json_round_trips(
     merged = publish.load_json([raw, other])  # the later run replaces the cells it measured
     assert report.median_rps(merged.cells[("pyvoy", "hello")]) == 1.0
     assert report.median_rps(merged.cells[("uvicorn", "hello")]) == 100.0
+
+
+def test_idle_client_fails_the_run_when_a_connection_never_answers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(idle, "OPEN_TIMEOUT", 0.3)
+
+    async def scenario() -> None:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read()  # accepts and reads, never answers (until the client leaves)
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            with pytest.raises(ConnectionError, match="3 of 3 connections failed"):
+                await measure_idle("127.0.0.1", port, Request(path="/hello"), 3, lambda: 0,
+                                   parallel=3, protocol="h2c")
+        finally:
+            server.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_a_throughput_scenario_stays_out_of_the_charts() -> None:
+    result = _matrix()
+    result.scenarios.append(SCENARIOS["h3_download"])
+    result.cell("roadrunner", "h3_download").samples.append(_load(0.5, 5000.0))
+    made = dict(charts.run_charts(result))
+    assert "h3_download" not in [g.scenario for g in made["cpu-h2-h3.svg"].groups]
