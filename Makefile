@@ -90,9 +90,15 @@ autobahn-full: $(STAMP)
 	bash tests/interop/autobahn/setup.sh
 	$(BIN)/python tests/interop/autobahn/run.py --full
 
+# The bench matrix (bench/run.py): every scenario against every peer that serves it, pinned to
+# core 0 with the load on core 1, about 45 minutes; rewrites docs/benchmarks.md whole, its charts
+# in docs/bench/. A part of it: make bench BENCH_ARGS="--only roadrunner,granian --only hello"
+# (written to bench/results/partial.md); BENCH_ARGS="--from-json bench/results/benchmarks.json"
+# renders the docs again from the last full run without measuring.
+BENCH_ARGS ?=
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[test,bench]'
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # The regression gate (bench/gate.py): instructions per request under callgrind for h1 hello, h1
 # echo and h2c hello; fails when one is more than 3% dearer than bench/baseline/callgrind.json.

@@ -31,6 +31,22 @@ JSON_16K_DOCUMENT: dict[str, Any] = {"items": [
 ]}
 JSON_16K_BODY = json.dumps(JSON_16K_DOCUMENT).encode()
 
+# post_4kb_form: a 4,096-byte application/x-www-form-urlencoded body of 64 fields. The app only
+# counts the fields (a full parse_qsl costs ~120-400 µs here, more than the servers' own work on
+# a request, and would measure urllib instead of the server).
+FORM_FIELDS = 64
+_FORM_VALUE = "caf%C3%A9+au+lait%2C+" + "v" * 38  # 59 characters
+FORM_BODY = "&".join(f"f{i:02d}={_FORM_VALUE}" for i in range(FORM_FIELDS)).encode() + b"w"
+assert len(FORM_BODY) == 4096
+
+ITEM_PATHS = 100  # varied_paths: /items/0 .. /items/99
+
+
+def item_body(index: int) -> bytes:
+    """What /items/N answers."""
+    return f"item {index}".encode("ascii")
+
+
 TEXT = (b"content-type", b"text/plain; charset=utf-8")
 JSON = (b"content-type", b"application/json")
 OCTETS = (b"content-type", b"application/octet-stream")
@@ -52,6 +68,18 @@ async def _read_body(receive: Receive) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+async def _count_body(receive: Receive) -> int:
+    """Read the request body message by message, keeping only its length (a streaming upload)."""
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return size
+        size += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return size
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -82,8 +110,8 @@ async def _websocket_echo(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
-    """Route by path: /hello, /json, /json16k, /echo, /large, /stream, /download, /headers (else
-    404); WebSocket /ws echoes."""
+    """Route by path: /hello, /json, /json16k, /echo, /upload, /form, /items/N, /large, /stream,
+    /download, /headers (else 404); WebSocket /ws echoes."""
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
         return
@@ -99,6 +127,13 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await _respond(send, 200, JSON, json.dumps(JSON_DOCUMENT).encode())
     elif path == "/echo":
         await _respond(send, 200, OCTETS, await _read_body(receive))
+    elif path == "/upload":
+        await _respond(send, 200, TEXT, str(await _count_body(receive)).encode("ascii"))
+    elif path == "/form":
+        fields = (await _read_body(receive)).count(b"&") + 1
+        await _respond(send, 200, TEXT, str(fields).encode("ascii"))
+    elif path.startswith("/items/"):
+        await _respond(send, 200, TEXT, b"item " + path[7:].encode("utf-8"))
     elif path == "/large":
         await _respond(send, 200, OCTETS, LARGE_BODY)
     elif path == "/stream":

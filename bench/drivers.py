@@ -31,6 +31,7 @@ class LoadDriver(Protocol):
 DRIVERS: dict[str, LoadDriver] = {"wrk": WrkDriver()}
 DRIVERS["h2load"] = H2loadDriver(tls=True)  # h2 by ALPN over TLS
 DRIVERS["h2load-h2c"] = H2loadDriver(tls=False)  # cleartext, prior knowledge
+DRIVERS["h2load-h1"] = H2loadDriver(tls=True, h1=True)  # HTTP/1.1 over TLS (h2load --h1)
 DRIVERS["h3"] = H3Driver()
 DRIVERS["ws"] = WsDriver()  # bench/ws.py: WebSocket echo, one asyncio process
 DRIVERS["wrk-gzip"] = GzipWrkDriver()  # wrk; the pre-run check wants a gzip answer

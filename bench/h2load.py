@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.http1 import Response
+from bench.http1 import Response, fetch
 from bench.results import LoadResult
 from bench.scenarios import LoadScenario, Request
 
@@ -23,6 +23,7 @@ _REQUESTS_RE = re.compile(
 _STATUS_RE = re.compile(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", re.MULTILINE)
 _PROTOCOL_RE = re.compile(r"^Application protocol: (\S+)", re.MULTILINE)
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+INACTIVITY_TIMEOUT = 3  # seconds (h2load -N)
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,19 @@ def log_latencies(lines: Iterable[str]) -> list[float]:
     return sorted(durations)
 
 
-def to_load_result(summary: H2loadSummary, latencies: list[float]) -> LoadResult:
+def to_load_result(summary: H2loadSummary, latencies: list[float],
+                   protocols: tuple[str | None, ...] = (None, "h2", "h2c")) -> LoadResult:
     """A LoadResult: failed requests count as socket errors, 4xx/5xx as bad responses."""
-    if summary.protocol not in (None, "h2", "h2c"):
-        raise ValueError(f"h2load spoke {summary.protocol}, not HTTP/2")
+    if summary.protocol not in protocols:
+        wanted = "HTTP/1.1" if "http/1.1" in protocols else "HTTP/2"
+        raise ValueError(f"h2load spoke {summary.protocol}, not {wanted}")
+    if summary.succeeded == 0 and summary.done and "http/1.1" in protocols and not (
+            summary.status_4xx or summary.status_5xx):
+        # h2load's HTTP/1.1 parser reports a status only through its status-text callback, so a
+        # status line with an empty reason phrase ("HTTP/1.1 200 ", as hypercorn sends) leaves
+        # every response without a status and counted failed.
+        raise ValueError(f"h2load read no status in {summary.done} responses (an empty reason "
+                         "phrase gives its HTTP/1.1 parser none)")
     if not latencies:
         raise ValueError("h2load logged no completed request")
     return LoadResult(
@@ -108,12 +118,14 @@ def request_flags(request: Request, body_file: Path | None) -> list[str]:
 
 
 class H2loadDriver:
-    """h2load -t1: `connections` connections with `streams` concurrent streams (-m) each."""
+    """h2load -t1: `connections` connections with `streams` concurrent streams (-m) each; with
+    h1, HTTP/1.1 (`--h1`: http/1.1 by ALPN over TLS, one request at a time per connection)."""
 
     executable = "h2load"
 
-    def __init__(self, tls: bool) -> None:
+    def __init__(self, tls: bool, h1: bool = False) -> None:
         self.tls = tls  # h2 by ALPN over TLS, else h2c with prior knowledge
+        self.h1 = h1
         self.log_file: Path | None = None
 
     def url(self, base_url: str, path: str) -> str:
@@ -130,7 +142,12 @@ class H2loadDriver:
         self.log_file = workdir / f"{scenario.name}.h2load.log"
         return [
             self.executable, "-t1", f"-c{scenario.connections}", f"-m{scenario.streams}",
+            *(["--h1"] if self.h1 else []),
             f"-D{max(1, round(duration))}", f"--log-file={self.log_file}",
+            # A connection silent this long is closed: without it h2load, stopping at the end of
+            # -D with requests in flight, can wait forever for a server that keeps the
+            # connection open (roadrunner on the h2 engine did, in 3 of 12 h2_echo runs).
+            f"-N{INACTIVITY_TIMEOUT}s",
             *request_flags(scenario.request, body_file),
             self.url(base_url, scenario.request.path),
         ]
@@ -141,10 +158,14 @@ class H2loadDriver:
         with self.log_file.open() as log:
             latencies = log_latencies(log)
         self.log_file.unlink()
-        return to_load_result(parse_summary(output), latencies)
+        protocols = ("http/1.1",) if self.h1 else (None, "h2", "h2c")
+        return to_load_result(parse_summary(output), latencies, protocols)
 
     def fetch(self, host: str, port: int, request: Request, timeout: float = 10.0) -> Response:
-        """The check before loading: one request with curl, which must speak HTTP/2."""
+        """The check before loading: one request with curl, which must speak HTTP/2 (or, for
+        h1, the harness's own HTTP/1.1 client over TLS with http/1.1 by ALPN)."""
+        if self.h1:
+            return fetch(host, port, request, timeout=timeout, tls=self.tls)
         argv = ["curl", "-sS", "-k", "--max-time", str(timeout), "-X", request.method,
                 "--http2" if self.tls else "--http2-prior-knowledge",
                 "-o", "-", "-w", "\n%{http_code} %{http_version}"]

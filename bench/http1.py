@@ -23,13 +23,26 @@ class Response:
     size: int  # bytes of the buffer this response used, head included
 
 
-def encode_request(request: Request, authority: str) -> bytes:
-    """The request's bytes: Host first, then the scenario's headers, then Content-Length."""
-    lines = [f"{request.method} {request.path} HTTP/1.1", f"Host: {authority}"]
+def encode_request(request: Request, authority: str, path: str | None = None) -> bytes:
+    """The request's bytes: Host first, then the scenario's headers, then Content-Length, or
+    Transfer-Encoding: chunked with the body in `request.chunks` chunks. `path` overrides the
+    request's own."""
+    lines = [f"{request.method} {path or request.path} HTTP/1.1", f"Host: {authority}"]
     lines += [f"{name}: {value}" for name, value in request.headers]
-    if request.body or request.method in ("POST", "PUT", "PATCH"):
+    body = request.body
+    if request.chunks:
+        lines.append("Transfer-Encoding: chunked")
+        body = chunked(request.body, request.chunks)
+    elif request.body or request.method in ("POST", "PUT", "PATCH"):
         lines.append(f"Content-Length: {len(request.body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + request.body
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def chunked(body: bytes, count: int) -> bytes:
+    """body as `count` chunks of (about) equal size and the last chunk (RFC 9112 §7.1)."""
+    size = -(-len(body) // count)  # ceil
+    parts = [body[i:i + size] for i in range(0, len(body), size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts) + b"0\r\n\r\n"
 
 
 def _dechunk(data: bytes) -> tuple[bytes, int] | None:

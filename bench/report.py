@@ -3,60 +3,19 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 
-from bench.results import IdleSample, LoadSample
-from bench.scenarios import CONFIGURATION_TAGS, IdleScenario, LoadScenario, Scenario
-from bench.servers import ServerSpec
+from bench.cells import Cell, Run, median_bytes_per_s, median_idle_bytes, median_rps
+from bench.scenarios import ALIASES, CONFIGURATION_TAGS, IdleScenario, LoadScenario, Scenario
 from bench.stats import median, spread
+from bench.targets import targets
 
-BASELINE = "uvicorn"
-HELLO_RATIO_TARGET = 1.3
-IDLE_BYTES_TARGET = 6000  # 6 KB per idle keep-alive connection
-
-
-@dataclass
-class Cell:
-    """Every repetition of one scenario against one server."""
-
-    samples: list[LoadSample | IdleSample] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def load_samples(self) -> list[LoadSample]:
-        return [s for s in self.samples if isinstance(s, LoadSample)]
-
-    def idle_samples(self) -> list[IdleSample]:
-        return [s for s in self.samples if isinstance(s, IdleSample)]
-
-
-@dataclass
-class Run:
-    """A whole benchmark run: what was run, where, and what came out."""
-
-    command: str
-    settings: dict[str, Any]
-    machine: dict[str, str]
-    servers: list[ServerSpec]
-    scenarios: list[Scenario]
-    cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
-
-    def cell(self, server: str, scenario: str) -> Cell:
-        return self.cells.setdefault((server, scenario), Cell())
-
-
-def median_rps(cell: Cell | None) -> float | None:
-    samples = cell.load_samples() if cell else []
-    return median([s.load.requests_per_s for s in samples]) if samples else None
-
-
-def median_idle_bytes(cell: Cell | None) -> float | None:
-    samples = cell.idle_samples() if cell else []
-    return median([s.bytes_per_connection for s in samples]) if samples else None
-
-
+__all__ = ["Cell", "Run", "median_bytes_per_s", "median_idle_bytes", "median_rps",
+           "render_json", "render_markdown"]
 def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.2f}"
+    # wrk reads 0 for percentiles it did not record (with pipelining, above about 75 %).
+    return f"{seconds * 1000:.2f}" if seconds > 0 else "–"
 
 
 def _mib(size: float) -> str:
@@ -84,8 +43,7 @@ def _errors(cell: Cell) -> str:
 def _load_section(run: Run, scenario: LoadScenario) -> list[str]:
     baseline = median_rps(run.cells.get((scenario.baseline, scenario.name)))
     header = ["server", "req/s (median)", f"÷ {scenario.baseline}", "runs (req/s)", "p50 ms",
-              "p99 ms",
-              "CPU-s / 10k req", "RSS MiB", "errors"]
+              "p99 ms", "CPU µs / req", "RSS MiB", "errors"]
     rows = []
     for spec in run.servers:
         cell = run.cells.get((spec.name, scenario.name))
@@ -106,19 +64,32 @@ def _load_section(run: Run, scenario: LoadScenario) -> list[str]:
             " / ".join(f"{r:,.0f}" for r in rps) + f" (±{spread(rps) * 50:.0f}%)",
             _ms(median([s.load.p50_s for s in samples])),
             _ms(median([s.load.p99_s for s in samples])),
-            f"{median([s.cpu_seconds_per_10k for s in samples]):.3f}",
+            f"{median([s.cpu_seconds_per_10k for s in samples]) * 100:.1f}",
             _mib(median([s.rss_bytes for s in samples])),
             _errors(cell),
         ])
+    longer = (f" Measured for {scenario.min_duration:g} s per run (longer than the other "
+              "scenarios), so that every server completes some." if scenario.min_duration >
+              run.settings["duration"] else "")
     return [f"### {scenario.name}: {scenario.title}", "",
-            _load_client(scenario), *_client_notes(run, scenario), "",
+            _load_client(scenario) + longer, *_client_notes(run, scenario), "",
             *_table(header, rows), ""]
 
 
 def _load_client(scenario: LoadScenario) -> str:
     """Which load generator ran, with how many connections (and streams per connection)."""
     if scenario.driver == "wrk":
-        return f"wrk: 1 thread, {scenario.connections} connections."
+        how = f"wrk: 1 thread, {scenario.connections} connections"
+        if scenario.pipeline > 1:
+            how += (f", {scenario.pipeline} requests written back to back per connection (a "
+                    "script; wrk waits for all their responses before it writes again, and times "
+                    "only part of them: its latencies are not per request)")
+        if scenario.request.chunks:
+            how += (f", the body sent `Transfer-Encoding: chunked` in {scenario.request.chunks} "
+                    "chunks (a script)")
+        if scenario.paths:
+            how += f", each connection cycling through {len(scenario.paths)} paths (a script)"
+        return how + "."
     if scenario.driver == "ws":
         return (f"bench/ws.py (asyncio on uvloop, one process): {scenario.connections} WebSocket "
                 f"connections, each sending a {len(scenario.request.body):,}-byte text message and "
@@ -131,6 +102,10 @@ def _load_client(scenario: LoadScenario) -> str:
         return (f"wrk: 1 thread, {scenario.connections} connections. **Nothing is pinned here**: "
                 "servers and wrk may use both cores (`taskset -c 0-1`) and wrk competes with the "
                 "workers; CPU-s / 10k req is the server's whole process tree, master included.")
+    if scenario.driver == "h2load-h1":
+        return (f"h2load --h1: 1 thread, {scenario.connections} connections, HTTP/1.1 over TLS "
+                "1.3 (http/1.1 by ALPN; the server offers h2 as well), one request at a time per "
+                "connection; errors are h2load's failed requests.")
     if scenario.driver.startswith("h2load"):
         how = "cleartext h2c, prior knowledge" if scenario.driver == "h2load-h2c" \
             else "TLS 1.3, h2 by ALPN"
@@ -155,72 +130,10 @@ def _client_notes(run: Run, scenario: LoadScenario) -> list[str]:
                          + " / ".join(f"{r / 2**20:.2f}" for r in rates) + ")")
         if cpus:
             parts.append("client CPU " + " / ".join(f"{c:.1f}" for c in cpus)
-                         + f" s per {run.settings['duration']} s run")
+                         + f" s per {max(run.settings['duration'], scenario.min_duration):g} s run")
         if parts:
             notes.append(f"- {spec.name}: " + "; ".join(parts))
     return ["", *notes] if notes else []
-
-
-def median_bytes_per_s(cell: Cell | None) -> float | None:
-    rates = [s.load.bytes_per_s for s in (cell.load_samples() if cell else [])
-             if s.load.bytes_per_s is not None]
-    return median(rates) if rates else None
-
-
-# (scenario, peer, minimum ratio of roadrunner to the peer, measure) from issues 4 and 5.
-PROTOCOL_TARGETS = [
-    ("h2_hello", "hypercorn", 8.0, "req/s"),
-    ("h2_hello", "granian", 0.5, "req/s"),
-    ("h3_hello", "hypercorn", 2.0, "req/s"),
-    ("h3_download", "hypercorn", 2.0, "MiB/s"),
-]
-
-
-def protocol_targets(run: Run) -> list[str]:
-    """The HTTP/2 and HTTP/3 targets: roadrunner against a peer in the same run."""
-    lines = []
-    for scenario, peer, minimum, measure in PROTOCOL_TARGETS:
-        pick = median_bytes_per_s if measure == "MiB/s" else median_rps
-        ours = pick(run.cells.get(("roadrunner", scenario)))
-        theirs = pick(run.cells.get((peer, scenario)))
-        if ours and theirs:
-            ratio = ours / theirs
-            verdict = "met" if ratio >= minimum else "MISSED"
-            lines.append(f"- {scenario} {measure}, roadrunner ÷ {peer}: **{ratio:.2f}x** "
-                         f"(target ≥ {minimum}x): {verdict}")
-    return lines
-
-
-WS_RATIO_TARGET = 1.3  # issue 7: roadrunner's echo throughput over the best Python peer's
-
-
-def _peer_medians(run: Run, scenario: str, ours: str) -> dict[str, float]:
-    medians = {server: median_rps(cell) for (server, name), cell in run.cells.items()
-               if name == scenario and server != ours}
-    return {server: rps for server, rps in medians.items() if rps}
-
-
-def extra_targets(run: Run) -> list[str]:
-    """WebSocket echo against the best peer (with and without granian, whose core is Rust), and
-    the gzip comparison (no numeric target: the ratio is stated)."""
-    lines = []
-    ours = median_rps(run.cells.get(("roadrunner", "ws_echo")))
-    peers = _peer_medians(run, "ws_echo", "roadrunner")
-    pools = [("best peer", peers),
-             ("best pure-Python peer", {n: r for n, r in peers.items() if "granian" not in n})]
-    for label, pool in pools:
-        if ours and pool:
-            best = max(pool, key=lambda name: pool[name])
-            ratio = ours / pool[best]
-            verdict = "met" if ratio >= WS_RATIO_TARGET else "MISSED"
-            lines.append(f"- ws_echo messages/s, roadrunner ÷ {label} ({best}): **{ratio:.2f}x** "
-                         f"(target ≥ {WS_RATIO_TARGET}x): {verdict}")
-    ours = median_rps(run.cells.get(("roadrunner+compress", "gzip_response")))
-    theirs = median_rps(run.cells.get(("uvicorn+gzip", "gzip_response")))
-    if ours and theirs:
-        lines.append(f"- gzip_response req/s, roadrunner --compress ÷ uvicorn + Starlette "
-                     f"GZipMiddleware: **{ours / theirs:.2f}x** (no numeric target)")
-    return lines
 
 
 def _idle_section(run: Run, scenario: IdleScenario) -> list[str]:
@@ -230,6 +143,8 @@ def _idle_section(run: Run, scenario: IdleScenario) -> list[str]:
     for spec in run.servers:
         cell = run.cells.get((spec.name, scenario.name))
         if cell is None:
+            if not scenario.requires <= spec.supports and not spec.variant:
+                rows.append([spec.name, "n/a"] + [""] * (len(header) - 2))
             continue
         samples = cell.idle_samples()
         if not samples:
@@ -244,65 +159,138 @@ def _idle_section(run: Run, scenario: IdleScenario) -> list[str]:
             " / ".join(f"{s.still_open:,}" for s in samples), _errors(cell),
         ])
     count = run.settings.get("idle_connections") or scenario.connections
+    how = ("HTTP/2 cleartext connections (prior knowledge; the client's frames by the h2 "
+           "library)" if scenario.protocol == "h2c" else "HTTP/1.1 keep-alive connections")
     return [f"### {scenario.name}: {scenario.title}", "",
-            f"{count:,} connections opened by an asyncio client (100 at a time), one `GET "
+            f"{count:,} {how} opened by an asyncio client (100 at a time), one `GET "
             f"{scenario.request.path}` on each, then held; RSS of the server process tree is read "
             "before and after (each once two readings 0.25 s apart agree within 0.5 %). "
             "\"still open\" counts connections that answered a second request afterwards.", "",
             *_table(header, rows), ""]
 
 
-def targets(run: Run) -> list[str]:
-    """The project's targets, checked against this run's medians."""
-    lines = []
-    ours = median_rps(run.cells.get(("roadrunner", "hello")))
-    theirs = median_rps(run.cells.get((BASELINE, "hello")))
-    if ours and theirs:
-        ratio = ours / theirs
-        verdict = "met" if ratio >= HELLO_RATIO_TARGET else "MISSED"
-        lines.append(f"- hello req/s, roadrunner ÷ {BASELINE}: **{ratio:.2f}x** "
-                     f"(target ≥ {HELLO_RATIO_TARGET}x): {verdict}")
-    idle = median_idle_bytes(run.cells.get(("roadrunner", "idle_connections")))
-    if idle is not None:
-        verdict = "met" if idle <= IDLE_BYTES_TARGET else "MISSED"
-        lines.append(f"- memory per idle keep-alive connection, roadrunner: **{idle:,.0f} bytes** "
-                     f"(target ≤ {IDLE_BYTES_TARGET:,} bytes): {verdict}")
-    return lines + protocol_targets(run) + extra_targets(run)
+GROUPS = ("HTTP/1.1", "WebSocket", "HTTP/2", "HTTP/3", "Memory per idle connection",
+          "Middleware, compression and workers")
 
 
-def render_markdown(run: Run) -> str:
-    lines = ["# Benchmarks", "",
-             "Generated by `bench/run.py`; do not edit by hand. Re-run with the command below.", "",
-             "## How this was measured", "",
-             f"- Command: `{run.command}`"]
-    lines += [f"- {key}: {value}" for key, value in run.machine.items()]
-    s = run.settings
-    lines += [
-        f"- Settings: {s['repeat']} repetition(s), {s['warmup']} s warm-up then {s['duration']} s "
-        "measured per run; a fresh server process for every run; servers rotated between "
-        "repetitions.",
-        "- Each server runs one worker pinned to core 0 (`taskset -c 0`); wrk and the harness run "
-        "on core 1 (`taskset -c 1`). Only 127.0.0.1 is loaded.",
-        "- Every server serves the same plain ASGI app (`bench/apps.py`), access log off, "
-        "listen backlog 4096, keep-alive timeout 600 s.",
-        "- req/s, p50 and p99 are wrk's; the table shows the median over repetitions. "
-        "**CPU-s / 10k req** is the server process tree's utime + stime (from /proc/PID/stat) "
-        "during the measured run, per 10,000 completed requests: the robust figure on this "
-        "noisy, shared machine (other work competes for the cores, so req/s moves more).",
-        "- RSS is the server process tree's resident set right after the measured run.",
-        "", "## Servers", "",
-    ]
-    lines += [f"- **{spec.name}** {spec.version()}: {spec.description}" for spec in run.servers]
-    target_lines = targets(run)
-    if target_lines:
-        lines += ["", "## Targets", "", *target_lines]
-    lines += ["", "## Results", ""]
+def group_of(scenario: Scenario) -> str:
+    """The results section a scenario is listed in."""
+    if scenario.requires & CONFIGURATION_TAGS:
+        return GROUPS[5]
+    if isinstance(scenario, IdleScenario):
+        return GROUPS[4]
+    if "ws" in scenario.requires:
+        return GROUPS[1]
+    if "h3" in scenario.requires:
+        return GROUPS[3]
+    if scenario.requires & {"h2", "h2c"}:
+        return GROUPS[2]
+    return GROUPS[0]
+
+
+def _load_of(scenario: Scenario) -> str:
+    if isinstance(scenario, IdleScenario):
+        return f"{scenario.connections:,} idle {scenario.protocol} connections"
+    load = {"wrk": "wrk", "wrk-gzip": "wrk", "wrk-unpinned": "wrk (unpinned)",
+            "h2load": "h2load (TLS)", "h2load-h2c": "h2load (h2c)",
+            "h2load-h1": "h2load --h1 (TLS)", "ws": "bench/ws.py",
+            "h3": "bench/h3client.py"}.get(scenario.driver, scenario.driver)
+    shape = f"{scenario.connections} conn."
+    if scenario.streams > 1:
+        shape += f" x {scenario.streams} streams"
+    if scenario.pipeline > 1:
+        shape += f" x {scenario.pipeline} pipelined"
+    return f"{load}, {shape}"
+
+
+def _index(run: Run) -> list[str]:
+    """One row per scenario: its name (and issue 16's, where that differs), what it sends, the
+    load, and the servers that completed it."""
+    other = {target: alias for alias, target in ALIASES.items()}
+    rows = []
     for scenario in run.scenarios:
-        if isinstance(scenario, LoadScenario):
-            lines += _load_section(run, scenario)
-        else:
-            lines += _idle_section(run, scenario)
-    return "\n".join(lines).rstrip() + "\n"
+        measured = [spec.name for spec in run.servers
+                    if (cell := run.cells.get((spec.name, scenario.name))) and cell.samples]
+        name = scenario.name + (f" (issue 16: {other[scenario.name]})"
+                                if scenario.name in other else "")
+        rows.append([name, scenario.title, _load_of(scenario), ", ".join(measured) or "none"])
+    return _table(["scenario", "what", "load", "servers measured"], rows)
+
+
+def _how(run: Run) -> list[str]:
+    s = run.settings
+    lines = ["## How this was measured", "", f"- Command: `{run.command}`"]
+    lines += [f"- {key}: {value}" for key, value in run.machine.items()]
+    idle_repeat = s.get("idle_repeat") or s["repeat"]
+    lines += [
+        f"- Settings: {s['repeat']} repetition(s) of every load scenario ({idle_repeat} of each "
+        f"idle-memory scenario), {s['warmup']} s warm-up then {s['duration']} s measured per run; "
+        "a fresh server process for every run; servers rotated between repetitions; tables show "
+        "the median over repetitions.",
+        "- Each server runs one worker pinned to core 0 (`taskset -c 0`); the load generator and "
+        "the harness run on core 1 (`taskset -c 1`), except in workers_hello (below). Only "
+        "127.0.0.1 is loaded.",
+        "- Every server serves the same plain ASGI app (`bench/apps.py`), access log off, listen "
+        "backlog 4096, keep-alive timeout 600 s. TLS scenarios use a self-signed P-256 "
+        "certificate made for the run (`bench/tls.py`). Before loading, each server must answer "
+        "the scenario's request correctly over the protocol under test.",
+        "- Load generators: wrk (HTTP/1.1), h2load from nghttp2 (HTTP/2, and HTTP/1.1 over TLS "
+        "with `--h1`), `bench/ws.py` (WebSocket), `bench/h3client.py` (HTTP/3, aioquic), each "
+        "with one thread or process. req/s, p50 and p99 are the load generator's.",
+        "- **CPU µs / req** is the server process tree's utime + stime (from /proc/PID/stat) "
+        "during the measured run divided by the requests completed: the robust figure on this "
+        "shared machine (other work competes for the cores, so req/s moves more). RSS is the "
+        "server process tree's resident set right after the measured run.",
+    ]
+    return lines
+
+
+def render_markdown(run: Run, includes: Mapping[str, str] | None = None,
+                    charts: Sequence[tuple[str, str]] = ()) -> str:
+    """The whole report. includes: hand-written or separately generated Markdown ("notes"
+    after the targets; "gate" and "soak" after the results), each with its own heading;
+    charts: (alt text, relative path) of the SVG files made for this run."""
+    includes = includes or {}
+    lines = ["# Benchmarks", "",
+             "Generated by `make bench` (`python -m bench.run`), which rewrites this whole file: "
+             "do not edit it. The hand-written parts live in `docs/bench/` (`notes.md`, "
+             "`regression-gate.md`) and `bench/soak.py` writes `docs/bench/soak.md`; each run "
+             "includes them as they are. Findings of earlier runs: "
+             "[docs/bench/history.md](bench/history.md).", ""]
+    lines += _how(run)
+    lines += ["", "## Servers", ""]
+    lines += [f"- **{spec.name}** {spec.version()}: {spec.description}" for spec in run.servers]
+    target_groups = targets(run)
+    if target_groups:
+        lines += ["", "## Targets", ""]
+        for heading, target_lines in target_groups:
+            lines += [f"{heading}:", "", *target_lines, ""]
+    if includes.get("notes"):
+        lines += ["", includes["notes"].strip(), ""]
+    if charts:
+        lines += ["", "## Charts", "",
+                  "Generated with the tables (`bench/charts.py`); configuration comparisons "
+                  "(middleware, compression, workers) and h3_download (a throughput figure, "
+                  "MiB/s) are in the tables only.", ""]
+        lines += [f"![{alt}]({path})" + "\n" for alt, path in charts]
+    lines += ["", "## Scenarios", "", *_index(run), ""]
+    for group in GROUPS:
+        chosen = [s for s in run.scenarios if group_of(s) == group]
+        if not chosen:
+            continue
+        lines += ["", f"## Results: {group}", ""]
+        for scenario in chosen:
+            if isinstance(scenario, LoadScenario):
+                lines += _load_section(run, scenario)
+            else:
+                lines += _idle_section(run, scenario)
+    for key in ("gate", "soak", "slow"):
+        if includes.get(key):
+            lines += ["", includes[key].strip(), ""]
+    text = "\n".join(lines)
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    return text.rstrip() + "\n"
 
 
 def render_json(run: Run) -> str:
@@ -312,5 +300,7 @@ def render_json(run: Run) -> str:
         for (server, scenario), cell in run.cells.items()
     ]
     document = {"command": run.command, "settings": run.settings, "machine": run.machine,
-                "versions": {spec.name: spec.version() for spec in run.servers}, "cells": cells}
+                "versions": {spec.name: spec.version() for spec in run.servers},
+                "servers": [spec.name for spec in run.servers],
+                "scenarios": [scenario.name for scenario in run.scenarios], "cells": cells}
     return json.dumps(document, indent=2) + "\n"

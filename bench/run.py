@@ -1,8 +1,9 @@
 """`python -m bench.run`: roadrunner against its peers, side by side, in one run.
 
-    python -m bench.run                  # full run, writes docs/benchmarks.md
+    python -m bench.run                  # full run (make bench), rewrites docs/benchmarks.md
     python -m bench.run --quick          # smoke run: short, one repetition
     python -m bench.run --only roadrunner,uvicorn --only hello
+    python -m bench.run --from-json bench/results/benchmarks.json   # render again, no load
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,16 +27,27 @@ from bench.idle import measure_idle
 from bench.machine import machine_facts
 from bench.process import ServerProcess, free_port
 from bench.procstat import cpu_seconds_per_10k, tree_usage
-from bench.report import Run, render_json, render_markdown
+from bench.publish import load_json, publish, write_json
+from bench.report import Run
 from bench.results import IdleSample, LoadSample
-from bench.scenarios import SCENARIOS, IdleScenario, LoadScenario, Scenario
+from bench.scenarios import ALIASES, SCENARIOS, IdleScenario, LoadScenario, Scenario
 from bench.servers import SERVERS, Launch, ServerSpec
-from bench.soak import replace_section, section_of
+from bench.stats import median
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 SERVER_CPU = 0
 CLIENT_CPU = 1
+# The full matrix (make bench): about 160 load runs per repetition, so short runs keep the whole
+# of it near 40 minutes; CPU per request, the figure to trust here, needs no long run. Idle
+# memory is near deterministic (runs within 1 % in earlier reports) and takes longest: once.
+REPEAT = 3
+IDLE_REPEAT = 1
+# A load generator still running this long after its duration has hung (h2load waiting on a
+# connection the server keeps open): the run fails instead of holding the matrix up.
+DRIVER_GRACE = 20.0
+DURATION = 2.0
+WARMUP = 1.0
 
 
 class CheckFailed(Exception):
@@ -50,19 +63,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", action="append", default=[], metavar="NAME[,NAME]",
                         help="limit to these servers and/or scenarios (repeatable); "
                              f"servers: {', '.join(SERVERS)}; scenarios: {', '.join(SCENARIOS)}")
-    parser.add_argument("--repeat", type=int, help="repetitions per measurement [3]")
-    parser.add_argument("--duration", type=float, help="measured seconds per run [6]")
-    parser.add_argument("--warmup", type=float, help="unmeasured warm-up seconds per run [2]")
+    parser.add_argument("--repeat", type=int, help=f"repetitions per measurement [{REPEAT}]")
+    parser.add_argument("--idle-repeat", type=int,
+                        help=f"repetitions of each idle-memory scenario [{IDLE_REPEAT}]")
+    parser.add_argument("--duration", type=float,
+                        help=f"measured seconds per run [{DURATION:g}]")
+    parser.add_argument("--warmup", type=float,
+                        help=f"unmeasured warm-up seconds per run [{WARMUP:g}]")
     parser.add_argument("--idle-connections", type=int,
                         help="connections for the idle scenario [the scenario's own, 5,000]")
     parser.add_argument("--output", type=Path,
                         help="Markdown report [docs/benchmarks.md for a full run, "
                              "bench/results/partial.md with --quick or --only]")
+    parser.add_argument("--from-json", type=Path, action="append", default=[], metavar="JSON",
+                        help="measure nothing: render the report from these runs' JSON "
+                             "(repeatable: later files add or replace cells) [-> docs]")
     args = parser.parse_args(argv)
     quick = args.quick
-    args.repeat = args.repeat or (1 if quick else 3)
-    args.duration = args.duration or (2.0 if quick else 6.0)
-    args.warmup = args.warmup if args.warmup is not None else (1.0 if quick else 2.0)
+    args.repeat = args.repeat or (1 if quick else REPEAT)
+    args.idle_repeat = min(args.idle_repeat or (1 if quick else IDLE_REPEAT), args.repeat)
+    args.duration = args.duration or (2.0 if quick else DURATION)
+    args.warmup = args.warmup if args.warmup is not None else (1.0 if quick else WARMUP)
     if args.idle_connections is None and quick:
         args.idle_connections = 1000
     if args.output is None:
@@ -73,7 +94,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def select(only: Sequence[str]) -> tuple[list[ServerSpec], list[Scenario]]:
     """Resolve --only names against both registries; an empty side means all of it."""
-    names = [n.strip() for item in only for n in item.split(",") if n.strip()]
+    names = [ALIASES.get(n.strip(), n.strip()) for item in only for n in item.split(",")
+             if n.strip()]
     unknown = [n for n in names if n not in SERVERS and n not in SCENARIOS]
     if unknown:
         raise SystemExit(f"unknown server or scenario: {', '.join(unknown)} "
@@ -112,7 +134,7 @@ def run_driver(scenario: LoadScenario, port: int, duration: float, workdir: Path
     driver = DRIVERS[scenario.driver]
     argv = driver.command(scenario, f"http://{HOST}:{port}", duration, workdir)
     done = subprocess.run(["taskset", "-c", str(CLIENT_CPU), *argv], capture_output=True,
-                          text=True, timeout=duration + 60)
+                          text=True, timeout=duration + DRIVER_GRACE)
     if done.returncode != 0:
         raise RuntimeError(f"{argv[0]} exited {done.returncode}: {done.stderr.strip()}")
     return done.stdout
@@ -125,7 +147,7 @@ def measure_load(server: ServerProcess, scenario: LoadScenario, args: argparse.N
     if args.warmup > 0:
         run_driver(scenario, port, args.warmup, workdir)
     before = tree_usage(server.pid)
-    output = run_driver(scenario, port, args.duration, workdir)
+    output = run_driver(scenario, port, max(args.duration, scenario.min_duration), workdir)
     after = tree_usage(server.pid)
     load = DRIVERS[scenario.driver].parse(output)
     return LoadSample(load, cpu_seconds_per_10k(before, after, load.requests), after.rss_bytes)
@@ -135,7 +157,8 @@ def measure_idle_connections(server: ServerProcess, scenario: IdleScenario,
                              args: argparse.Namespace) -> IdleSample:
     count = args.idle_connections or scenario.connections
     return asyncio.run(measure_idle(HOST, server.launch.port, scenario.request, count,
-                                    lambda: tree_usage(server.pid).rss_bytes))
+                                    lambda: tree_usage(server.pid).rss_bytes,
+                                    protocol=scenario.protocol))
 
 
 def describe(sample: LoadSample | IdleSample) -> str:
@@ -166,7 +189,13 @@ def command_line(argv: Sequence[str] | None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        return render_only(args)
     servers, scenarios = select(args.only)
+    missing = [spec.name for spec in servers if spec.version() == "not installed"]
+    if missing:  # pyvoy has no wheel before Python 3.11, for one
+        print(f"not installed, left out: {', '.join(missing)}", file=sys.stderr)
+        servers = [spec for spec in servers if spec.name not in missing]
     for tool in ["taskset", *{DRIVERS[s.driver].executable for s in scenarios
                               if isinstance(s, LoadScenario)}]:
         if shutil.which(tool) is None:
@@ -178,18 +207,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise_open_files(2 * idle_max + 1024)
     os.sched_setaffinity(0, {CLIENT_CPU})  # the harness's own client work stays off the server core
 
-    run = Run(command_line(argv), {"repeat": args.repeat, "duration": args.duration,
-                                   "warmup": args.warmup,
+    run = Run(command_line(argv), {"repeat": args.repeat, "idle_repeat": args.idle_repeat,
+                                   "duration": args.duration, "warmup": args.warmup,
                                    "idle_connections": args.idle_connections},
               machine_facts(), servers, scenarios)
+    loads: list[float] = []
+    started = time.monotonic()
+    raw = ROOT / "bench/results" / (args.output.stem + ".json")
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         for rep in range(args.repeat):
             order = servers[rep % len(servers):] + servers[:rep % len(servers)]
             for scenario in scenarios:
+                if isinstance(scenario, IdleScenario) and rep >= args.idle_repeat:
+                    continue
                 for spec in order:
                     if not scenario.requires <= spec.supports:
                         continue
+                    loads.append(os.getloadavg()[0])
                     cell = run.cell(spec.name, scenario.name)
                     label = f"[{rep + 1}/{args.repeat}] {scenario.name:<16} {spec.name:<17}"
                     try:
@@ -201,16 +236,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                         continue
                     cell.samples.append(sample)
                     print(f"{label} {describe(sample)}", flush=True)
+                    write_json(run, raw)  # after every run: a stopped matrix keeps its figures
     load1, load5, _ = os.getloadavg()
     run.machine["load average at end (1 min, 5 min)"] = f"{load1:.2f}, {load5:.2f}"
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    text = render_markdown(run)
-    kept = section_of(args.output.read_text()) if args.output.exists() else None
-    args.output.write_text(text if kept is None else replace_section(text, kept))
-    raw = ROOT / "bench/results" / (args.output.stem + ".json")
-    raw.parent.mkdir(parents=True, exist_ok=True)
-    raw.write_text(render_json(run))
-    print(f"wrote {args.output} and {raw}")
+    if loads:
+        run.machine["load average (1 min) before each run: min / median / max"] = \
+            f"{min(loads):.2f} / {median(loads):.2f} / {max(loads):.2f}"
+    run.machine["wall time"] = f"{(time.monotonic() - started) / 60:.1f} min"
+    write_json(run, raw)
+    written = publish(run, args.output)
+    print(f"wrote {', '.join(str(p) for p in written)} and {raw}")
+    return 0
+
+
+def render_only(args: argparse.Namespace) -> int:
+    """--from-json: the report from recorded runs, nothing measured."""
+    run = load_json(args.from_json)
+    written = publish(run, args.output)
+    print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
 
 

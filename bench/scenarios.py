@@ -11,13 +11,20 @@ from dataclasses import dataclass, field
 
 from bench.apps import (
     DOWNLOAD_BODY_SIZE,
+    FORM_BODY,
+    FORM_FIELDS,
     HELLO_BODY,
+    ITEM_PATHS,
     JSON_16K_BODY,
     JSON_DOCUMENT,
     LARGE_BODY_SIZE,
     STREAM_CHUNK,
     STREAM_CHUNKS,
+    item_body,
 )
+
+UPLOAD_CHUNKED_SIZE = 64 * 1024
+UPLOAD_CHUNKS = 16
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,9 @@ class Request:
     path: str = "/"
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
+    # Send the body with Transfer-Encoding: chunked in this many equal chunks (RFC 9112 §7.1)
+    # instead of with Content-Length; 0 for Content-Length.
+    chunks: int = 0
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,14 @@ class LoadScenario:
     requires: frozenset[str] = field(default_factory=lambda: frozenset({"h1"}))
     streams: int = 1  # concurrent requests per connection (h2load -m, the h3 client's streams)
     baseline: str = "uvicorn"  # the server the report's ratio column divides by
+    pipeline: int = 1  # HTTP/1.1 requests written back to back per connection (wrk script)
+    # Paths the connections cycle through, request after request (request.path is the first,
+    # the one the pre-run check sends); empty for the request's path only.
+    paths: tuple[str, ...] = ()
+    min_duration: float = 0.0  # measured seconds at least, whatever --duration says
+    # In the charts of req/s and CPU per request (a throughput scenario, whose figure is MiB/s and
+    # whose "request" is a 10 MiB download, would only stretch their axes).
+    chart: bool = True
 
 
 @dataclass(frozen=True)
@@ -55,6 +73,7 @@ class IdleScenario:
     connections: int
     request: Request = Request(path="/hello")
     requires: frozenset[str] = field(default_factory=lambda: frozenset({"h1"}))
+    protocol: str = "h1"  # the idle client's protocol: "h1", or "h2c" (prior knowledge)
 
 
 Scenario = LoadScenario | IdleScenario
@@ -63,6 +82,8 @@ ECHO_BODY = bytes(range(32, 127)) * 43 + b"x" * (4096 - 95 * 43)  # 4 KiB, print
 HEAVY_HEADERS = tuple((f"x-bench-header-{i:02d}", f"value-{i:02d}-" + "v" * 24) for i in range(30))
 
 SCENARIOS: dict[str, Scenario] = {}
+# Other names for a scenario (issue 16 names them so), accepted by `bench.run --only`.
+ALIASES = {"websocket_msg": "ws_echo", "multi_stream_h2": "h2_multistream"}
 
 
 def register(scenario: Scenario) -> Scenario:
@@ -97,42 +118,109 @@ register(LoadScenario(
     # The app answers with its header count: the 30 extra plus Host (the probe sends no others).
     expect_body=b"31",
 ))
+register(LoadScenario(
+    name="multi_request_body",
+    title=f"POST /upload, {UPLOAD_CHUNKED_SIZE // 1024} KiB body sent chunked in "
+          f"{UPLOAD_CHUNKS} chunks (many http.request messages), byte count answered",
+    request=Request(method="POST", path="/upload", body=b"u" * UPLOAD_CHUNKED_SIZE,
+                    headers=(("content-type", "application/octet-stream"),),
+                    chunks=UPLOAD_CHUNKS),
+    expect_body=str(UPLOAD_CHUNKED_SIZE).encode(),
+))
+register(LoadScenario(
+    name="post_4kb_form",
+    title=f"POST /form, {len(FORM_BODY):,}-byte urlencoded form ({FORM_FIELDS} fields), "
+          "field count answered",
+    request=Request(method="POST", path="/form", body=FORM_BODY,
+                    headers=(("content-type", "application/x-www-form-urlencoded"),)),
+    expect_body=str(FORM_FIELDS).encode(),
+))
+register(LoadScenario(
+    name="large_post_streaming",
+    title="POST /upload, 1 MiB body (Content-Length) read message by message, byte count "
+          "answered",
+    request=Request(method="POST", path="/upload", body=b"u" * LARGE_BODY_SIZE,
+                    headers=(("content-type", "application/octet-stream"),)),
+    expect_body=str(LARGE_BODY_SIZE).encode(), connections=16,
+))
+register(LoadScenario(
+    name="pipelined_h1", title="GET /hello, 16 requests pipelined per connection (HTTP/1.1)",
+    request=Request(path="/hello"), expect_body=HELLO_BODY, pipeline=16,
+))
+register(LoadScenario(
+    name="streaming_response",
+    title=f"GET /stream, {STREAM_CHUNKS} x {len(STREAM_CHUNK) // 1024} KiB body messages "
+          "(chunked, no Content-Length)",
+    request=Request(path="/stream"), expect_body=STREAM_CHUNK * STREAM_CHUNKS,
+))
+register(LoadScenario(
+    name="varied_paths",
+    title=f"GET /items/0 .. /items/{ITEM_PATHS - 1}, a different path on each request",
+    request=Request(path="/items/0"), expect_body=item_body(0),
+    paths=tuple(f"/items/{i}" for i in range(ITEM_PATHS)),
+))
+register(LoadScenario(
+    name="h1_tls", title="HTTP/1.1 over TLS: GET /hello (h2load --h1, 64 connections)",
+    request=Request(path="/hello"), expect_body=HELLO_BODY, driver="h2load-h1",
+    requires=frozenset({"h1tls"}),
+))
 register(IdleScenario(
     name="idle_connections", title="5,000 idle keep-alive connections (one request each)",
     connections=5000,
 ))
+register(IdleScenario(
+    name="idle_connections_h2",
+    title="5,000 idle HTTP/2 cleartext connections (prior knowledge, one request each)",
+    connections=5000, requires=frozenset({"h2c"}), protocol="h2c",
+))
 
 # HTTP/2: h2load (one thread), over TLS with h2 chosen by ALPN unless the name says h2c.
 H2 = frozenset({"h2"})
+H2C = frozenset({"h2c"})
+# Ratios in the HTTP/2 and HTTP/3 tables are to hypercorn, the Python peer serving all of them.
+H2_BASELINE = "hypercorn"
 register(LoadScenario(
-    name="h2_hello", title="HTTP/2 over TLS: GET /hello",
+    name="h2_hello", title="HTTP/2 over TLS: GET /hello, 64 connections x 1 stream",
     request=Request(path="/hello"), expect_body=HELLO_BODY, driver="h2load", requires=H2,
+    baseline=H2_BASELINE,
 ))
 register(LoadScenario(
-    name="h2c_hello", title="HTTP/2 cleartext (prior knowledge): GET /hello",
+    name="h2_hello_m10", title="HTTP/2 over TLS: GET /hello, 16 connections x 10 streams",
+    request=Request(path="/hello"), expect_body=HELLO_BODY, driver="h2load", requires=H2,
+    connections=16, streams=10, baseline=H2_BASELINE,
+))
+register(LoadScenario(
+    name="h2c_hello",
+    title="HTTP/2 cleartext (prior knowledge): GET /hello, 64 connections x 1 stream",
     request=Request(path="/hello"), expect_body=HELLO_BODY, driver="h2load-h2c",
-    requires=frozenset({"h2c"}),
+    requires=H2C, baseline=H2_BASELINE,
+))
+register(LoadScenario(
+    name="h2c_hello_m10",
+    title="HTTP/2 cleartext (prior knowledge): GET /hello, 16 connections x 10 streams",
+    request=Request(path="/hello"), expect_body=HELLO_BODY, driver="h2load-h2c",
+    requires=H2C, connections=16, streams=10, baseline=H2_BASELINE,
 ))
 register(LoadScenario(
     name="h2_echo", title="HTTP/2 over TLS: POST /echo, 4 KiB body echoed back",
     request=Request(method="POST", path="/echo", body=ECHO_BODY,
                     headers=(("content-type", "application/octet-stream"),)),
-    expect_body=ECHO_BODY, driver="h2load", requires=H2,
+    expect_body=ECHO_BODY, driver="h2load", requires=H2, baseline=H2_BASELINE,
 ))
 register(LoadScenario(
-    name="h2_multistream", title="HTTP/2 over TLS: GET /hello, 16 concurrent streams per connection",
+    name="h2_multistream", title="HTTP/2 over TLS: GET /hello, 8 connections x 16 concurrent streams",
     request=Request(path="/hello"), expect_body=HELLO_BODY, driver="h2load", requires=H2,
-    connections=8, streams=16,
+    connections=8, streams=16, baseline=H2_BASELINE,
 ))
 register(LoadScenario(
     name="h2_streaming", title="HTTP/2 over TLS: GET /stream, 4 x 4 KiB body messages",
     request=Request(path="/stream"), expect_body=STREAM_CHUNK * STREAM_CHUNKS, driver="h2load",
-    requires=H2,
+    requires=H2, baseline=H2_BASELINE,
 ))
 register(LoadScenario(
     name="h2_large_response", title="HTTP/2 over TLS: GET /large, 1 MiB body",
     request=Request(path="/large"), expect_body_length=LARGE_BODY_SIZE, driver="h2load",
-    requires=H2, connections=16,
+    requires=H2, connections=16, baseline=H2_BASELINE,
 ))
 
 # HTTP/3: bench/h3client.py (aioquic), the same client for every server.
@@ -140,12 +228,15 @@ H3 = frozenset({"h3"})
 register(LoadScenario(
     name="h3_hello", title="HTTP/3: GET /hello, 4 connections x 16 concurrent streams",
     request=Request(path="/hello"), expect_body=HELLO_BODY, driver="h3", requires=H3,
-    connections=4, streams=16,
+    connections=4, streams=16, baseline=H2_BASELINE,
 ))
 register(LoadScenario(
     name="h3_download", title="HTTP/3: GET /download, 10 MiB body (throughput)",
     request=Request(path="/download"), expect_body_length=DOWNLOAD_BODY_SIZE, driver="h3",
-    requires=H3, connections=1, streams=1,
+    requires=H3, connections=1, streams=1, baseline=H2_BASELINE,
+    # A slow server (hypercorn: ~3 MiB/s here) needs seconds for one 10 MiB download.
+    min_duration=8.0,
+    chart=False,
 ))
 
 # Tags that pick a server configuration rather than a protocol: a server without one is left out

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 
 from bench.tls import bench_certificate
 from bench.unpinned import unpinned
@@ -25,13 +26,17 @@ class Launch:
     port: int
     keep_alive: int = 600
     backlog: int = 4096
-    # The scenario's protocols: "h2" is HTTP/2 over TLS (ALPN), "h2c" cleartext HTTP/2 with
-    # prior knowledge, "h3" HTTP/3 over QUIC on the same port number (UDP) plus TLS on TCP.
+    # The scenario's protocols: "h1tls" is HTTP/1.1 over TLS (the server offers h2 as well, by
+    # ALPN, as deployed), "h2" HTTP/2 over TLS (ALPN), "h2c" cleartext HTTP/2 with prior
+    # knowledge, "h3" HTTP/3 over QUIC on the same port number (UDP) plus TLS on TCP.
     protocols: frozenset[str] = frozenset({"h1"})
 
     @property
     def tls(self) -> bool:
-        return bool(self.protocols & {"h2", "h3"})
+        return bool(self.protocols & TLS_PROTOCOLS)
+
+
+TLS_PROTOCOLS = frozenset({"h1tls", "h2", "h3"})
 
 
 @dataclass(frozen=True)
@@ -58,23 +63,33 @@ def _python(*module_args: str) -> list[str]:
     return [sys.executable, "-m", *module_args]
 
 
-def _roadrunner(launch: Launch) -> list[str]:
-    return _python(
-        "roadrunner", APP, "--host", launch.host, "--port", str(launch.port),
-        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
-        "--timeout-keep-alive", str(launch.keep_alive), "--backlog", str(launch.backlog),
-    ) + _roadrunner_protocols(launch)
+def _roadrunner_on(engine: str) -> Callable[[Launch], list[str]]:
+    """roadrunner's command, HTTP/2 on `engine` (named, so a missing nghttp2 build fails the
+    run instead of falling back to h2 unseen)."""
+    def argv(launch: Launch) -> list[str]:
+        return _python(
+            "roadrunner", APP, "--host", launch.host, "--port", str(launch.port),
+            "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level",
+            "warning", "--timeout-keep-alive", str(launch.keep_alive),
+            "--backlog", str(launch.backlog),
+        ) + _roadrunner_protocols(launch, engine)
+
+    return argv
 
 
-def _roadrunner_protocols(launch: Launch) -> list[str]:
-    """--protocols (h2c needs h2 listed; TLS offers h2 by ALPN) and the certificate."""
+def _roadrunner_protocols(launch: Launch, engine: str) -> list[str]:
+    """--protocols (h2c needs h2 listed; TLS offers h2 by ALPN), the engine and the certificate."""
     if "h3" in launch.protocols:
         protocols = "h1,h2,h3"
     elif launch.protocols & {"h2", "h2c"}:
         protocols = "h1,h2"
-    else:
-        return []
-    return ["--protocols", protocols, *_tls_flags(launch, "--ssl-certfile", "--ssl-keyfile")]
+    else:  # h1, or h1tls: the default with TLS, h1 plus h2 by ALPN
+        return _tls_flags(launch, "--ssl-certfile", "--ssl-keyfile")
+    return ["--protocols", protocols, "--http2-engine", engine,
+            *_tls_flags(launch, "--ssl-certfile", "--ssl-keyfile")]
+
+
+_roadrunner = _roadrunner_on("nghttp2")
 
 
 def _tls_flags(launch: Launch, cert_flag: str, key_flag: str) -> list[str]:
@@ -89,7 +104,7 @@ def _uvicorn(launch: Launch) -> list[str]:
         "uvicorn", APP, "--host", launch.host, "--port", str(launch.port),
         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
         "--timeout-keep-alive", str(launch.keep_alive), "--backlog", str(launch.backlog),
-    )
+    ) + _tls_flags(launch, "--ssl-certfile", "--ssl-keyfile")
 
 
 def _hypercorn(launch: Launch) -> list[str]:
@@ -121,9 +136,23 @@ def _gunicorn(worker_class: str) -> Callable[[Launch], list[str]]:
             "--keep-alive", str(launch.keep_alive), "--backlog", str(launch.backlog),
             # The default of 1000 would cap the idle-connection scenario.
             "--worker-connections", "10000",
-        )
+        ) + _tls_flags(launch, "--certfile", "--keyfile")
 
     return argv
+
+
+def _pyvoy(launch: Launch) -> list[str]:
+    """pyvoy: Envoy with the app in a dynamic module. One Envoy worker thread (`--concurrency
+    1`, after `--`, which pyvoy hands to Envoy) and pyvoy's default of one Python worker thread;
+    TLS on the one port, with HTTP/3 on the same port number (UDP) only when h3 is measured."""
+    args = [str(Path(sys.executable).with_name("pyvoy")), APP, "--address", launch.host,
+            "--port", str(launch.port), "--log-level", "error"]
+    if "ws" in launch.protocols:
+        args.append("--websockets")  # off by default: a network filter on every connection
+    args += _tls_flags(launch, "--tls-cert", "--tls-key")
+    if launch.tls and "h3" not in launch.protocols:
+        args.append("--tls-disable-http3")
+    return args + ["--", "--concurrency", "1"]
 
 
 SERVERS: dict[str, ServerSpec] = {}
@@ -137,36 +166,45 @@ def register(spec: ServerSpec) -> ServerSpec:
     return spec
 
 
+H1 = frozenset({"h1", "h1tls", "ws"})
 register(ServerSpec(
-    "roadrunner", "roadrunner (httptools, uvloop)", "roadrunner", _roadrunner,
-    frozenset({"h1", "h2", "h2c", "ws", "h3", "mw"}),
+    "roadrunner", "roadrunner (httptools, uvloop; HTTP/2 on the nghttp2 engine)", "roadrunner",
+    _roadrunner, H1 | {"h2", "h2c", "h3", "mw"},
 ))
 register(ServerSpec(
-    "uvicorn", "uvicorn (httptools, uvloop)", "uvicorn", _uvicorn, frozenset({"h1", "ws"}),
+    "uvicorn", "uvicorn (httptools, uvloop)", "uvicorn", _uvicorn, H1,
 ))
 register(ServerSpec(
     "hypercorn", "hypercorn (uvloop worker class)", "hypercorn", _hypercorn,
-    frozenset({"h1", "h2", "h2c", "ws", "h3"}),
+    H1 | {"h2", "h2c", "h3"},
 ))
 register(ServerSpec(
     "granian", "granian (ASGI interface, uvloop, 1 runtime thread)", "granian", _granian,
-    frozenset({"h1", "h2", "h2c", "ws"}),
+    H1 | {"h2", "h2c"},
+))
+register(ServerSpec(
+    "pyvoy", "pyvoy (Envoy, 1 Envoy worker thread, 1 Python worker thread, uvloop)", "pyvoy",
+    _pyvoy, H1 | {"h2", "h2c", "h3"},
 ))
 register(ServerSpec(
     "gunicorn-uvicorn", "gunicorn -k uvicorn.workers.UvicornWorker", "gunicorn",
-    _gunicorn("uvicorn.workers.UvicornWorker"), frozenset({"h1", "ws"}),
+    _gunicorn("uvicorn.workers.UvicornWorker"), H1,
 ))
 register(ServerSpec(
     "gunicorn-asgi", "gunicorn -k asgi (gunicorn's own ASGI worker)", "gunicorn",
-    _gunicorn("asgi"), frozenset({"h1", "ws"}),
+    _gunicorn("asgi"), H1,
 ))
 
 
 def _variant(base: Callable[[Launch], list[str]], *extra: str, app: str = APP,
-             workers: int | None = None) -> Callable[[Launch], list[str]]:
-    """base's command with extra flags, another app, or N workers (then unpinned)."""
+             workers: int | None = None, before: str | None = None
+             ) -> Callable[[Launch], list[str]]:
+    """base's command with extra flags (inserted ahead of `before` if it is there), another app,
+    or N workers (then unpinned)."""
     def argv(launch: Launch) -> list[str]:
-        args = [app if arg == APP else arg for arg in base(launch)] + list(extra)
+        args = [app if arg == APP else arg for arg in base(launch)]
+        at = args.index(before) if before in args else len(args)
+        args[at:at] = extra
         if workers is None:
             return args
         if "--workers" in args:  # granian's base command names its one worker
@@ -180,6 +218,11 @@ def _variant(base: Callable[[Launch], list[str]], *extra: str, app: str = APP,
 
 WS, MW, GZIP, WORKERS = (frozenset({"ws"}), frozenset({"mw"}), frozenset({"mw", "gzip"}),
                          frozenset({"workers"}))
+# roadrunner's other HTTP/2 engine, so every HTTP/2 scenario (and idle h2 memory) runs on both.
+register(ServerSpec(
+    "roadrunner+h2-engine", "roadrunner --http2-engine h2 (the pure-Python h2 library)",
+    "roadrunner", _roadrunner_on("h2"), frozenset({"h2", "h2c"}), variant=True,
+))
 # WebSocket peers: uvicorn's two implementations named by the issue (its default, --ws auto,
 # is websockets-sansio and runs as "uvicorn").
 for _ws in ("websockets", "wsproto"):
@@ -197,10 +240,19 @@ for _name, _flags in _MIDDLEWARE.items():
     register(ServerSpec(f"roadrunner+{_name}", "roadrunner " + " ".join(_flags), "roadrunner",
                         _variant(_roadrunner, *_flags), GZIP if _name == "compress" else MW,
                         variant=True))
+# gzip_response's peers: servers without compression of their own serve the bench app wrapped in
+# Starlette's GZipMiddleware (bench/middleware.py); pyvoy compresses in Envoy (its gzip filter).
+_GZIP_APP = "bench.middleware:app"
+for _name, _base in (("uvicorn", _uvicorn), ("hypercorn", _hypercorn), ("granian", _granian),
+                     ("gunicorn-uvicorn", _gunicorn("uvicorn.workers.UvicornWorker"))):
+    register(ServerSpec(
+        f"{_name}+gzip", f"{_name}, bench app in Starlette's GZipMiddleware (level 6, min 500 B)",
+        "starlette", _variant(_base, app=_GZIP_APP), frozenset({"gzip"}), variant=True,
+    ))
 register(ServerSpec(
-    "uvicorn+gzip", "uvicorn, bench app in Starlette's GZipMiddleware (level 6, min 500 B)",
-    "starlette", _variant(_uvicorn, app="bench.middleware:app"), frozenset({"gzip"}),
-    variant=True,
+    "pyvoy+gzip", "pyvoy --content-encodings gzip (Envoy's gzip compressor, its defaults)",
+    "pyvoy", _variant(_pyvoy, "--content-encodings", "gzip", before="--"),
+    frozenset({"gzip"}), variant=True,
 ))
 # 1 and 2 workers, unpinned (taskset -c 0-N around the server).
 for _base, _server in ((_roadrunner, "roadrunner"), (_uvicorn, "uvicorn"), (_granian, "granian")):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from bench.http1 import encode_request
 from bench.results import LoadResult
 from bench.scenarios import LoadScenario, Request
 
@@ -57,6 +58,28 @@ def lua_string(data: bytes) -> str:
     return '"' + "".join(out) + '"'
 
 
+def needs_raw_requests(scenario: LoadScenario) -> bool:
+    """wrk's own request builder sends one Content-Length request per response: pipelining,
+    chunked bodies and a path per request need the bytes written by the script."""
+    return scenario.pipeline > 1 or bool(scenario.request.chunks) or bool(scenario.paths)
+
+
+def raw_lua_script(scenario: LoadScenario, authority: str) -> str:
+    """A wrk script whose request() hands out pre-encoded requests, cycling through the
+    scenario's paths, each repeated `pipeline` times (wrk then expects that many responses
+    before it writes again)."""
+    paths = scenario.paths or (scenario.request.path,)
+    encoded = [encode_request(scenario.request, authority, path) * scenario.pipeline
+               for path in paths]
+    lines = ["local requests = {", *(f"  {lua_string(raw)}," for raw in encoded), "}",
+             "local index = 0",
+             "request = function()",
+             "  index = index % #requests + 1",
+             "  return requests[index]",
+             "end"]
+    return "\n".join(lines) + "\n"
+
+
 def lua_script(request: Request) -> str:
     """The wrk script that sets the scenario's method, headers and body."""
     lines = [f"wrk.method = {lua_string(request.method.encode())}"]
@@ -76,7 +99,9 @@ class WrkDriver:
         self, scenario: LoadScenario, base_url: str, duration: float, workdir: Path
     ) -> list[str]:
         script = workdir / f"{scenario.name}.lua"
-        script.write_text(lua_script(scenario.request))
+        authority = base_url.partition("://")[2]
+        script.write_text(raw_lua_script(scenario, authority) if needs_raw_requests(scenario)
+                          else lua_script(scenario.request))
         return [
             self.executable, "-t1", f"-c{scenario.connections}", f"-d{max(1, round(duration))}s",
             "--latency", "--timeout", "10s", "-s", str(script), base_url + scenario.request.path,

@@ -206,7 +206,8 @@ def test_quick_and_partial_runs_do_not_overwrite_the_docs() -> None:
     assert (args.repeat, args.duration, args.idle_connections) == (1, 2.0, 1000)
     assert args.output.name == "partial.md"
     full = run.parse_args([])
-    assert (full.repeat, full.duration) == (3, 6.0)
+    assert (full.repeat, full.duration, full.warmup) == (run.REPEAT, run.DURATION, run.WARMUP)
+    assert run.parse_args(["--repeat", "3", "--idle-repeat", "1"]).idle_repeat == 1
     assert full.output.parts[-2:] == ("docs", "benchmarks.md")
     assert run.parse_args(["--only", "hello"]).output.name == "partial.md"
 
@@ -224,19 +225,19 @@ def test_report_medians_ratios_and_targets() -> None:
     result = report.Run("python -m bench.run", {"repeat": 3, "duration": 8, "warmup": 2,
                                                "idle_connections": None},
                         {"cpu": "test"}, servers, chosen)
-    for rps in (140.0, 120.0, 300.0):
+    for rps in (150.0, 120.0, 300.0):
         result.cell("roadrunner", "hello").samples.append(_load(rps))
     for rps in (100.0, 90.0, 110.0):
         result.cell("uvicorn", "hello").samples.append(_load(rps))
     result.cell("roadrunner", "idle_connections").samples.append(
-        IdleSample(1000, 10_000_000, 16_000_000, 1000))
+        IdleSample(1000, 10_000_000, 14_000_000, 1000))
     result.cell("uvicorn", "idle_connections").errors.append("run 1: refused")
     text = report.render_markdown(result)
-    assert "**1.40x** (target ≥ 1.3x): met" in text  # medians 140 / 100
-    assert "**6,000 bytes** (target ≤ 6,000 bytes): met" in text
+    assert "**1.50x** (target ≥ 1.5x): met" in text  # medians 150 / 100
+    assert "**4,000 bytes** (target ≤ 4,000 bytes): met" in text
     assert "| uvicorn | failed |" in text and "run 1: refused" in text
     result.cell("roadrunner", "hello").samples[:] = [_load(120.0)]
-    assert "1.20x** (target ≥ 1.3x): MISSED" in report.render_markdown(result)
+    assert "1.20x** (target ≥ 1.5x): MISSED" in report.render_markdown(result)
     assert '"requests_per_s": 120.0' in report.render_json(result)
 
 
