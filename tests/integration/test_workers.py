@@ -141,7 +141,7 @@ def test_sigterm_drains_in_flight_request_then_exits_zero(tmp_path: Path) -> Non
         while client.is_alive() and not refused:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            except ConnectionRefusedError:
+            except (ConnectionRefusedError, ConnectionResetError):  # reset: queued as it closed
                 refused = True
             time.sleep(0.02)
         client.join(10)
