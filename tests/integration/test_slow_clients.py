@@ -18,11 +18,10 @@ import httpx
 import pytest
 
 from tests.helpers import capture_logs, read_body, run_server, status_of
+from tests.integration.slow_clients_support import WINDOW, pace_limits
 
 pytestmark = pytest.mark.parametrize("http", ["httptools", "h11"])
 
-WINDOW = 0.6  # --timeout-request-body / --timeout-send in these tests
-RATE = 200  # bytes/s: 120 bytes per window
 BODY_HEAD = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n"
 
 
@@ -61,6 +60,19 @@ def trickle(sock: socket.socket, stop: threading.Event, every: float = 0.2) -> N
         stop.wait(every)
 
 
+def trickle_body(sock: socket.socket) -> bytes:
+    """Send BODY_HEAD, then its body a byte at a time; what the server sends until it closes."""
+    sock.sendall(BODY_HEAD)
+    stop = threading.Event()
+    sender = threading.Thread(target=trickle, args=(sock, stop))
+    sender.start()
+    try:
+        return read_until_closed(sock)
+    finally:
+        stop.set()
+        sender.join()
+
+
 def wait_for(predicate: Any, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -71,11 +83,7 @@ def wait_for(predicate: Any, timeout: float) -> bool:
 
 
 def slow_server(app: Any, http: str, **kwargs: Any) -> Any:
-    kwargs.setdefault("timeout_request_body", WINDOW)
-    kwargs.setdefault("min_request_body_rate", RATE)
-    kwargs.setdefault("timeout_send", WINDOW)
-    kwargs.setdefault("min_send_rate", RATE)
-    return run_server(app, http=http, **kwargs)
+    return run_server(app, http=http, **pace_limits(**kwargs))
 
 
 # -- request body ----------------------------------------------------------------------------------
@@ -94,15 +102,7 @@ def test_slow_body_gets_408_and_close(http: str) -> None:
     with slow_server(app, http) as server, capture_logs("roadrunner.error") as logs:
         with socket.create_connection(("127.0.0.1", server.port)) as sock:
             started = time.monotonic()
-            sock.sendall(BODY_HEAD)
-            stop = threading.Event()
-            sender = threading.Thread(target=trickle, args=(sock, stop))
-            sender.start()
-            try:
-                data = read_until_closed(sock)
-            finally:
-                stop.set()
-                sender.join()
+            data = trickle_body(sock)
             elapsed = time.monotonic() - started
         assert status_of(data) == 408
         assert b"connection: close" in data.lower()
@@ -136,15 +136,7 @@ def test_slow_body_after_the_response_started_closes(http: str) -> None:
 
     with slow_server(app, http) as server:
         with socket.create_connection(("127.0.0.1", server.port)) as sock:
-            sock.sendall(BODY_HEAD)
-            stop = threading.Event()
-            sender = threading.Thread(target=trickle, args=(sock, stop))
-            sender.start()
-            try:
-                data = read_until_closed(sock)
-            finally:
-                stop.set()
-                sender.join()
+            data = trickle_body(sock)
     assert status_of(data) == 200 and b"started" in data and b"never" not in data
     assert not data.endswith(b"0\r\n\r\n")  # cut short: no last chunk
 

@@ -4,7 +4,6 @@ on TCP loses the connection, and the other streams of a connection are served me
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import ssl
 import threading
@@ -21,60 +20,22 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-from tests.helpers import read_body, run_server
+from tests.helpers import run_server
+from tests.integration.slow_clients_support import RATE, WINDOW, pace_app, pace_limits
 from tests.integration.test_http2_support import RawH2, request_headers
 
 pytestmark = pytest.mark.usefixtures("http2_engine")
 
-WINDOW = 0.6
-RATE = 200
 NO_ERROR, CANCEL = 0x0, 0x8
 BIG = 16 * 65536
 outcomes: list[str] = []
-
-
-async def app(scope: Any, receive: Any, send: Any) -> None:
-    """/echo answers the body's length; /big streams 1 MiB, /whole sends it in one message,
-    /huge streams 64 MiB; /drip is a slow app writing a few bytes every 0.25 s; / says ok."""
-    path = scope["path"]
-    if path == "/echo":
-        answer = b"%d" % len(await read_body(receive))
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": answer})
-    elif path in ("/big", "/huge"):
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        try:
-            for _ in range(16 if path == "/big" else 1024):
-                await send({"type": "http.response.body", "body": b"b" * 65536, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-            outcomes.append("complete")
-        except OSError:
-            outcomes.append("disconnected")
-    elif path == "/whole":
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"w" * BIG})
-    elif path == "/drip":
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        for index in range(10):
-            await send({"type": "http.response.body", "body": b"%d," % index, "more_body": True})
-            await asyncio.sleep(0.25)
-        await send({"type": "http.response.body", "body": b"end"})
-    elif path == "/late":  # reads its body only after two windows
-        await asyncio.sleep(WINDOW * 2.5)
-        answer = b"%d" % len(await read_body(receive))
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": answer})
-    else:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
+release = threading.Event()
+app = pace_app(BIG // 65536, outcomes, release)
 
 
 def slow_server(**kwargs: Any) -> Any:
     kwargs.setdefault("protocols", "h2")
-    return run_server(
-        app, timeout_request_body=WINDOW, min_request_body_rate=RATE, timeout_send=WINDOW,
-        min_send_rate=RATE, **kwargs,
-    )
+    return run_server(app, **pace_limits(**kwargs))
 
 
 def frames_of(client: RawH2, stream_id: int) -> list[Any]:
@@ -165,17 +126,11 @@ def test_h2_slow_apps_with_fast_clients_are_not_tripped(
 def test_h2_body_held_back_by_another_streams_unread_body_is_not_slow() -> None:
     """Stream 1's app reads nothing and its body fills the connection window: stream 3's client
     cannot send, so its app waiting for body must not count against the client."""
-    release = threading.Event()
-
-    async def hold_then_echo(scope: Any, receive: Any, send: Any) -> None:
-        if scope["path"] == "/hold":
-            while not release.is_set():
-                await asyncio.sleep(0.01)
-        await app({**scope, "path": "/echo"}, receive, send)
+    release.clear()
 
     window = 65535
     with run_server(
-        hold_then_echo, protocols="h2", timeout_request_body=WINDOW, min_request_body_rate=RATE,
+        app, protocols="h2", timeout_request_body=WINDOW, min_request_body_rate=RATE,
         h2_initial_window_size=window, h2_connection_window_size=window,
     ) as server, RawH2(server.port) as client:
         client.request(1, request_headers(b"/hold", b"POST"), end_stream=False)

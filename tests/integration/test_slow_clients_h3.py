@@ -11,53 +11,16 @@ from typing import Any
 import pytest
 from aioquic.h3.connection import ErrorCode
 
-from tests.helpers import read_body, run_server
+from tests.helpers import run_server
+from tests.integration.slow_clients_support import WINDOW, pace_app, pace_limits
 from tests.integration.test_http3_helpers import H3Client, h3_connect, h3_server_kwargs
 
-WINDOW = 0.6
-RATE = 200
+release = threading.Event()
+app = pace_app(64, [], release)
 
 
 def server_kwargs(tls_files: dict[str, str], **kwargs: Any) -> dict[str, Any]:
-    kwargs.setdefault("timeout_request_body", WINDOW)
-    kwargs.setdefault("min_request_body_rate", RATE)
-    kwargs.setdefault("timeout_send", WINDOW)
-    kwargs.setdefault("min_send_rate", RATE)
-    return h3_server_kwargs(tls_files, **kwargs)
-
-
-async def app(scope: Any, receive: Any, send: Any) -> None:
-    """/echo answers the body's length, /big sends 4 MB in 64 KiB messages, /whole in one."""
-    path = scope["path"]
-    if path == "/echo":
-        answer = b"%d" % len(await read_body(receive))
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": answer})
-    elif path == "/big":
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        try:
-            for _ in range(64):
-                await send({"type": "http.response.body", "body": b"b" * 65536, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-        except OSError:
-            pass
-    elif path == "/whole":  # the app is done at once: the bytes wait in the QUIC stream
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"w" * (64 * 65536)})
-    elif path == "/drip":  # a slow app: a few bytes every 0.25 s for about four windows
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        for index in range(10):
-            await send({"type": "http.response.body", "body": b"%d," % index, "more_body": True})
-            await asyncio.sleep(0.25)
-        await send({"type": "http.response.body", "body": b"end"})
-    elif path == "/late":  # a slow app: reads its body only after two windows
-        await asyncio.sleep(WINDOW * 2.5)
-        answer = b"%d" % len(await read_body(receive))
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": answer})
-    else:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
+    return h3_server_kwargs(tls_files, **pace_limits(**kwargs))
 
 
 def withhold_credit(client: H3Client, stream_id: int) -> None:
@@ -138,13 +101,7 @@ def test_h3_slow_apps_with_fast_clients_are_not_tripped(tls_files: dict[str, str
 def test_h3_body_held_back_by_another_streams_unread_body_is_not_slow(tls_files: dict[str, str]) -> None:
     """Stream A's app reads nothing and its body uses the connection's credit: stream B's
     client cannot send, so B's app waiting for body must not count against the client."""
-    release = threading.Event()
-
-    async def hold_then_echo(scope: Any, receive: Any, send: Any) -> None:
-        if scope["path"] == "/hold":
-            while not release.is_set():
-                await asyncio.sleep(0.01)
-        await app({**scope, "path": "/echo"}, receive, send)
+    release.clear()
 
     window = 64 * 1024
 
@@ -168,7 +125,7 @@ def test_h3_body_held_back_by_another_streams_unread_body_is_not_slow(tls_files:
                 assert response.status == 200 and response.body == b"%d" % size
 
     kwargs = server_kwargs(tls_files, h3_max_stream_data=window, h3_max_data=window)
-    with run_server(hold_then_echo, **kwargs) as server:
+    with run_server(app, **kwargs) as server:
         try:
             asyncio.run(main(server.port))
         finally:
