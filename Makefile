@@ -93,8 +93,9 @@ autobahn-full: $(STAMP)
 # The bench matrix (bench/run.py): every scenario against every peer that serves it, pinned to
 # core 0 with the load on core 1, about 45 minutes; rewrites docs/benchmarks.md whole, its charts
 # in docs/bench/. A part of it: make bench BENCH_ARGS="--only roadrunner,granian --only hello"
-# (written to bench/results/partial.md); BENCH_ARGS="--from-json bench/results/benchmarks.json"
-# renders the docs again from the last full run without measuring.
+# (written to bench/results/partial.md); BENCH_ARGS="--from-json docs/bench/benchmarks.json"
+# renders the docs again from the published run (its JSON is committed) without measuring, and a
+# second --from-json bench/results/partial.json --output docs/benchmarks.md folds a part re-run in.
 BENCH_ARGS ?=
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[test,bench]'

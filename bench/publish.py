@@ -1,7 +1,9 @@
 """Write a run out: docs/benchmarks.md (whole) with its charts and includes, and the raw JSON;
 or read runs back from their JSON, to render the report again without measuring.
 
-    python -m bench.run --from-json bench/results/benchmarks.json     # re-render the docs
+    python -m bench.run --from-json docs/bench/benchmarks.json        # re-render the docs
+    python -m bench.run --from-json docs/bench/benchmarks.json \
+        --from-json bench/results/partial.json --output docs/benchmarks.md  # fold in a re-run
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ def chart_directory(output: Path) -> Path:
 
 
 def publish(run: Run, output: Path) -> list[Path]:
-    """Write the Markdown report, its SVG charts and (for a measured run) nothing else; the
-    paths written. Includes are read only for docs/benchmarks.md."""
+    """Write the Markdown report and its SVG charts; the paths written. For docs/benchmarks.md
+    the includes are read and the run's JSON is kept beside the charts (docs/bench/benchmarks.json,
+    committed), so a later partial run can be folded into the published one with --from-json."""
     output.parent.mkdir(parents=True, exist_ok=True)
     charts_dir = chart_directory(output)
     charts_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +62,11 @@ def publish(run: Run, output: Path) -> list[Path]:
         path.write_text(render_chart(chart))
         written.append(path)
         links.append((chart.title, os.path.relpath(path, output.parent)))
-    found = includes() if output.resolve() == DOCS.resolve() else {}
+    found = {}
+    if output.resolve() == DOCS.resolve():
+        found = includes()
+        write_json(run, INCLUDES / "benchmarks.json")
+        written.append(INCLUDES / "benchmarks.json")
     output.write_text(render_markdown(run, found, links))
     return [output, *written]
 

@@ -3,7 +3,7 @@
     python -m bench.run                  # full run (make bench), rewrites docs/benchmarks.md
     python -m bench.run --quick          # smoke run: short, one repetition
     python -m bench.run --only roadrunner,uvicorn --only hello
-    python -m bench.run --from-json bench/results/benchmarks.json   # render again, no load
+    python -m bench.run --from-json docs/bench/benchmarks.json      # render again, no load
 """
 
 from __future__ import annotations

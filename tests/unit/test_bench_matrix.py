@@ -260,8 +260,11 @@ def test_publish_writes_the_whole_docs_with_includes_and_json_round_trips(
     order = [text.index(part) for part in ("## Targets", "notes text", "## Scenarios",
                                            "## Results: HTTP/1.1", "gate text", "soak table")]
     assert order == sorted(order)
+    kept = publish.load_json([docs / "bench" / "benchmarks.json"])  # the published run's JSON
+    assert report.render_markdown(kept) == report.render_markdown(matrix)
     partial = publish.publish(matrix, tmp_path / "partial.md")  # no includes, charts beside it
     assert "gate text" not in (tmp_path / "partial.md").read_text()
+    assert not (tmp_path / "partial-charts" / "benchmarks.json").exists()
     assert partial[1].parent == tmp_path / "partial-charts"
     raw = tmp_path / "run.json"
     publish.write_json(matrix, raw)
