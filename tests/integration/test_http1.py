@@ -597,3 +597,80 @@ def test_large_body_chunks_keep_their_framing(http: str, framing: str) -> None:
             assert response.status_code == 200
             assert response.content == large + small + large
             assert ("transfer-encoding" in response.headers) == (framing == "chunked")
+
+
+async def deny_unread(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A 401 before reading a byte of the request body (an auth check in front of an upload)."""
+    await send({"type": "http.response.start", "status": 401,
+                "headers": [(b"content-length", b"6")]})
+    await send({"type": "http.response.body", "body": b"denied"})
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One response with a Content-Length body, read off a keep-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before a whole head: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "closed before the whole body"
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_body_after_an_early_answer_is_read_and_dropped_on_keep_alive(http: str, framing: str) -> None:
+    """The app answered without reading its upload: the rest of the body is read and dropped,
+    as uvicorn does, and the connection serves the next request; before, the unread body filled
+    the finished request's buffer, reading paused at 64 KiB and the connection hung for good."""
+    size = 1_000_000
+    head = b"POST /upload HTTP/1.1\r\nHost: x\r\n" + (
+        b"Content-Length: %d\r\n\r\n" % size if framing == "content-length"
+        else b"Transfer-Encoding: chunked\r\n\r\n")
+    body = b"u" * size if framing == "content-length" else b"%x\r\n%s\r\n0\r\n\r\n" % (size, b"u" * size)
+    with run_server(deny_unread, http=http) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(head + body[:8192])
+            assert status_of(read_response(sock)) == 401
+            sock.sendall(body[8192:])  # a megabyte nobody reads: 16 times the pause mark
+            sock.sendall(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert status_of(read_response(sock)) == 401  # served on the same connection
+        assert server.server.server_state.requests_done == 2
+
+
+def test_client_stalling_a_body_after_an_early_answer_is_closed_by_keep_alive(http: str) -> None:
+    """What is left of an answered request's body is only waited for as long as an idle
+    keep-alive connection is (--timeout-keep-alive), then the connection closes."""
+    with run_server(deny_unread, http=http, timeout_keep_alive=0.5) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"u" * 200_000)
+            assert status_of(read_response(sock)) == 401
+            started = time.monotonic()
+            try:
+                while sock.recv(65536):
+                    pass
+            except ConnectionResetError:
+                pass
+            assert time.monotonic() - started < 3
+        deadline = time.monotonic() + 3  # the server's side ends once it sees the client's close
+        while server.server.server_state.connections and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not server.server.server_state.connections
+
+
+def test_early_answer_to_an_unsent_100_continue_body_closes(http: str) -> None:
+    """Answered before its 100 Continue, the client may never send the body it announced
+    (RFC 9110 §10.1.1): the connection closes rather than take its next request for that body."""
+    with run_server(deny_unread, http=http) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+                         b"Expect: 100-continue\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+    assert status_of(data) == 401
+    assert b"connection: close" in data.lower() and b"100 continue" not in data.lower()

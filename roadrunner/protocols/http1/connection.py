@@ -55,7 +55,7 @@ class H1Connection(asyncio.Protocol):
         "closing", "read_paused", "write_paused", "drain_waiter", "timer", "bytes_in_request",
         "body_received", "chunked", "expected_length", "sent_length", "response_keep_alive",
         "head_response", "pending_head", "upgraded_to", "draining", "shedding", "last_request",
-        "reads_done", "deferred_error", "written",
+        "reads_done", "deferred_error", "written", "discarding",
     )
 
     def __init__(
@@ -113,6 +113,7 @@ class H1Connection(asyncio.Protocol):
         self.reads_done = False
         self.deferred_error = 0  # the status of a refused request answered after those before it
         self.written = 0  # bytes handed to the transport (the response-send pace guard)
+        self.discarding = False  # reading and dropping the body of a request already answered
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -173,7 +174,7 @@ class H1Connection(asyncio.Protocol):
 
     def on_keep_alive_timeout(self) -> None:
         if not self.transport.is_closing():
-            self.close_connection()
+            self.close_connection(linger=self.discarding)
 
     # -- events from the parser -----------------------------------------------------------------
 
@@ -265,11 +266,15 @@ class H1Connection(asyncio.Protocol):
     def request_body(self, data: bytes) -> None:
         self.body_received += len(data)
         if self.limit_body is not None and self.body_received > self.limit_body:
+            if self.discarding:  # the request was answered: no 413 now, just stop reading
+                self.close_connection(linger=True)
+                return
             raise RequestRejected(413, "request body too large")
         if self.parsing is not None:
             self.parsing.feed_body(data)
 
     def request_end(self) -> None:
+        self.discarding = False
         self.reads_done = self.last_request
         if self.parsing is not None:
             self.parsing.feed_end()
@@ -389,7 +394,10 @@ class H1Connection(asyncio.Protocol):
     def write_head(self, status: int, headers: Headers, end_stream: bool) -> None:
         stream = self.active
         assert stream is not None
-        keep_alive = self.keep_alive and not self.closing
+        # RFC 9110 §10.1.1: a client answered before its 100 Continue may never send the body it
+        # announced; close rather than read its next request as that body.
+        keep_alive = self.keep_alive and not self.closing and not (
+            stream.expect_continue and self.parsing is stream)
         expected: int | None = None
         chunked = False
         state = self.state
@@ -557,6 +565,13 @@ class H1Connection(asyncio.Protocol):
             if not self.pipeline:
                 self.resume_reading()
             return
+        if self.parsing is not None:
+            # The app answered without reading all of its request body, and nobody will: read the
+            # rest and drop it, keeping the connection (uvicorn does the same; RFC 9110 §10.1.1
+            # lets a server that answered early go on reading and discarding). The keep-alive
+            # timer armed below bounds how long the client may take over it.
+            self.parsing = None
+            self.discarding = True
         if self.read_paused:
             self.read_paused = False
             self.transport.resume_reading()
