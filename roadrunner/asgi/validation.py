@@ -8,13 +8,19 @@ from typing import Any
 
 from roadrunner.asgi.errors import InvalidMessage
 
-__all__ = ["InvalidMessage", "validate_headers", "validate_response_start"]
+__all__ = ["CONNECTION_SPECIFIC", "InvalidMessage", "validate_headers", "validate_response_start"]
 
 # RFC 9110 §5.1: field-name = token; §5.5: field values exclude CR, LF and NUL.
 TOKEN_RE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+\Z")
 INVALID_VALUE_RE = re.compile(rb"[\x00\r\n]")
 
 Headers = list[tuple[bytes, bytes]]
+
+# RFC 9113 §8.2.2 and RFC 9114 §4.2: connection-specific fields are malformed in HTTP/2 and
+# HTTP/3, in requests and responses alike; the protocols never emit them from an app's headers.
+CONNECTION_SPECIFIC = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
 
 # Header names already validated, mapped to their lower-case form; apps repeat the same few.
 KNOWN_NAMES: dict[bytes, bytes] = {}

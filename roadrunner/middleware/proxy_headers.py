@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from roadrunner.config import DEFAULT_PROXY_HEADERS_MODE, parse_trusted_hosts
+from roadrunner.forwarding import FORWARDING_NAMES  # the only names apply() reads (lower-case)
 
 # A proxy passes through what it does not set itself, so trusting a header it leaves alone
 # lets the client choose its value: the default trusts only the two every proxy sets.
@@ -22,10 +23,6 @@ MODES = (FOR_PROTO, "x-forwarded", "forwarded", "auto")
 DEFAULT_MODE = FOR_PROTO
 CACHE_SIZE = 4096
 PROTOS = ("http", "https", "ws", "wss")
-# The only header names apply() reads (lower-case, as every protocol delivers them).
-FORWARDING_NAMES = frozenset(
-    (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"forwarded")
-)
 DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 # RFC 9110 §7.2 / RFC 3986 §3.2.2: uri-host [ ":" port ]; anything else is ignored.
 HOST_VALUE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{1,5})?")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import http
 import re
 
-from roadrunner.middleware.proxy_headers import FORWARDING_NAMES
+from roadrunner.forwarding import FORWARDING_NAMES
 
 Headers = list[tuple[bytes, bytes]]
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from h2.settings import SettingCodes
 
 from roadrunner.asgi.scope import http_scope
+from roadrunner.asgi.validation import CONNECTION_SPECIFIC
 
 if TYPE_CHECKING:
     from roadrunner.config import Config
@@ -19,10 +20,7 @@ if TYPE_CHECKING:
 
 Headers = list[tuple[bytes, bytes]]
 
-# RFC 9113 §8.2.2: connection-specific fields must not appear in HTTP/2 responses either.
-HOP_BY_HOP = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
-)
+HOP_BY_HOP = CONNECTION_SPECIFIC  # RFC 9113 §8.2.2, in requests and responses
 STATUS = {status: str(status).encode() for status in range(100, 600)}
 
 # -- request header checks (h2's own inbound validation is off: one pass here is cheaper) --------

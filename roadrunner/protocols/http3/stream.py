@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from aioquic.h3.connection import ErrorCode
 
+from roadrunner.asgi.validation import CONNECTION_SPECIFIC  # RFC 9114 §4.2
 from roadrunner.protocols.http3.framing import Headers
 
 if TYPE_CHECKING:
@@ -16,10 +17,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("roadrunner.error")
 
-# RFC 9114 §4.2: connection-specific fields are malformed in HTTP/3; never emit them.
-CONNECTION_SPECIFIC = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
-)
 
 
 class H3StreamTransport:
