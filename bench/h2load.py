@@ -144,9 +144,9 @@ class H2loadDriver:
             self.executable, "-t1", f"-c{scenario.connections}", f"-m{scenario.streams}",
             *(["--h1"] if self.h1 else []),
             f"-D{max(1, round(duration))}", f"--log-file={self.log_file}",
-            # A connection silent this long is closed: without it h2load, stopping at the end of
-            # -D with requests in flight, can wait forever for a server that keeps the
-            # connection open (roadrunner on the h2 engine did, in 3 of 12 h2_echo runs).
+            # h2load closes a connection silent this long. It does not end h2load's own hang at
+            # the end of -D (docs/bench/notes.md): a connection whose TLS handshake outlasts -D
+            # misses h2load's GOAWAY and keeps requesting, so it is never silent.
             f"-N{INACTIVITY_TIMEOUT}s",
             *request_flags(scenario.request, body_file),
             self.url(base_url, scenario.request.path),
