@@ -315,6 +315,8 @@ class Server:
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 0.5)
+        self.server_state.body_pace.close()  # no sweep timer left behind on this loop
+        self.server_state.send_pace.close()
         if not self.force_exit:
             await self.lifespan.shutdown()
 

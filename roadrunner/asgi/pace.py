@@ -92,9 +92,10 @@ class PaceGuard:
         probe = item.pace_probe()
         if probe is None:
             return
-        loop = self.loop
-        if loop is None:
-            loop = self.loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        if loop is not self.loop:  # the first wait, or a ServerState serving again on a new loop
+            self.close()
+            self.loop = loop
         self.items[item] = Meter(probe[1], loop.time())
         if self.handle is None:
             self.handle = loop.call_later(self.period, self.sweep)
@@ -129,6 +130,7 @@ class PaceGuard:
             self.handle = self.loop.call_later(self.period, self.sweep)
 
     def close(self) -> None:
+        """Forget every item and stop the sweep timer (the server shut down)."""
         if self.handle is not None:
             self.handle.cancel()
             self.handle = None
