@@ -178,7 +178,8 @@ class HTTPStream:
             self.state.tasks.discard(self.task)  # type: ignore[arg-type]
 
     def send_error_response(self, status: int, extra: Headers | None = None) -> None:
-        """Answer with a short plain-text error (500 after an app failure, 503 when shedding)."""
+        """Answer with a short plain-text error (500 after an app failure, 503 when shedding, 408
+        when the client's body is too slow)."""
         if self.disconnected:
             return
         phrase = {

@@ -1,8 +1,9 @@
 """H1Connection: what both HTTP/1.1 parsers share.
 
 Request validation (the RFC 9112 rules of rules.py), limits, scope building, pipelining,
-keep-alive and header-read timers, response framing and write backpressure. The parser subclasses only turn bytes into
-the calls `begin_request` / `request_body` / `request_end` / `reject`.
+keep-alive and header-read timers, response framing and write backpressure. The parser
+subclasses turn bytes into the calls `begin_request` / `request_body` / `request_end` /
+`reject`, and apply the limits only they can see as the head arrives (414, 431).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("roadrunner.error")
 
-# Encoded DATA bytes held in h2's outbound buffer before they are written out at once.
+# Encoded DATA bytes held in the engine's outbound buffer before they are written out at once.
 FLUSH_HIGH_WATER = 65536
 
 
