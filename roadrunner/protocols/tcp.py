@@ -1,4 +1,5 @@
-"""TCP socket details the connection protocols share: the kernel's send queue, and a reset."""
+"""TCP socket details the connection protocols share: the peer's addresses, the kernel's send
+queue, and a reset."""
 
 from __future__ import annotations
 
@@ -19,6 +20,23 @@ if sys.platform.startswith("linux"):
 else:
     SIOCOUTQ = None
 SO_NWRITE = 0x1024 if sys.platform == "darwin" else None
+
+Address = tuple[str, int]
+
+
+def transport_addresses(transport: asyncio.BaseTransport) -> tuple[Address | None, Address | None, str]:
+    """The ASGI scope's `client`, `server` and `scheme` of an accepted connection (None for a
+    unix socket's; through a PROXY protocol header, what the header says)."""
+    peer = transport.get_extra_info("peername")
+    sock = transport.get_extra_info("sockname")
+    client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
+    server = (sock[0], sock[1]) if isinstance(sock, tuple) else None
+    return client, server, "https" if transport.get_extra_info("sslcontext") else "http"
+
+
+def describe_peer(client: Address | None) -> str:
+    """The client as a log line names it."""
+    return f"{client[0]}:{client[1]}" if client else "unix socket"
 
 
 def kernel_unacked(transport: asyncio.BaseTransport) -> int:

@@ -26,7 +26,7 @@ from roadrunner.protocols.http1.rules import (
     check_headers,
     valid_authority,
 )
-from roadrunner.protocols.tcp import reset_transport, send_wait
+from roadrunner.protocols.tcp import describe_peer, reset_transport, send_wait, transport_addresses
 from roadrunner.protocols.timer import DeadlineTimer
 
 if TYPE_CHECKING:
@@ -121,11 +121,7 @@ class H1Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
         self.transport = transport  # type: ignore[assignment]
         self.state.connections.add(self)
-        peer = transport.get_extra_info("peername")
-        sock = transport.get_extra_info("sockname")
-        self.client = tuple(peer[:2]) if isinstance(peer, tuple) else None  # type: ignore[assignment]
-        self.server = tuple(sock[:2]) if isinstance(sock, tuple) else None  # type: ignore[assignment]
-        self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
+        self.client, self.server, self.scheme = transport_addresses(transport)
         self.timer.arm(self.config.timeout_request_header, self.on_header_timeout)
         if self.state.draining:  # adopted from a closing listener's queue during shutdown
             self.shutdown()
@@ -340,7 +336,7 @@ class H1Connection(asyncio.Protocol):
             transport.close()
 
     def peer_text(self) -> str:
-        return f"{self.client[0]}:{self.client[1]}" if self.client else "unix socket"
+        return describe_peer(self.client)
 
     # -- running streams ----------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from roadrunner.protocols.http2.guards import HeaderBlockTooLarge, RateGuard, gu
 from roadrunner.protocols.http2.lifetime import ConnectionLifetime
 from roadrunner.protocols.http2.rules import STATUS, Headers, Malformed, build_scope, check_trailers
 from roadrunner.protocols.http2.stream import H2StreamTransport
-from roadrunner.protocols.tcp import reset_transport, send_wait
+from roadrunner.protocols.tcp import describe_peer, reset_transport, send_wait, transport_addresses
 
 if TYPE_CHECKING:
     from roadrunner.config import Config
@@ -94,11 +94,7 @@ class Http2Connection(ConnectionLifetime, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
         self.transport = transport  # type: ignore[assignment]
         self.state.connections.add(self)
-        peer = transport.get_extra_info("peername")
-        sock = transport.get_extra_info("sockname")
-        self.client = tuple(peer[:2]) if isinstance(peer, tuple) else None  # type: ignore[assignment]
-        self.server = tuple(sock[:2]) if isinstance(sock, tuple) else None  # type: ignore[assignment]
-        self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
+        self.client, self.server, self.scheme = transport_addresses(transport)
         if self.upgrade_stream is None:
             self.h2.initiate_connection()
         self.open_connection_window()
@@ -430,7 +426,7 @@ class Http2Connection(ConnectionLifetime, asyncio.Protocol):
         reset_transport(self.transport)
 
     def peer_text(self) -> str:
-        return f"{self.client[0]}:{self.client[1]}" if self.client else "unix socket"
+        return describe_peer(self.client)
 
     # -- sending --------------------------------------------------------------------------------------
 
