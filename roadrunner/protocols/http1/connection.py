@@ -453,10 +453,14 @@ class H1Connection(asyncio.Protocol):
         # Hold the head so the first body chunk leaves in the same write (one syscall for a
         # small response); flush it on the next loop pass if no body comes right away.
         self.pending_head = b"".join(parts)
-        held = state.held_heads
+        self.hold_output()
+
+    def hold_output(self) -> None:
+        """Flush `pending_head` (held head and body bytes) on the next loop pass."""
+        held = self.state.held_heads
         held.append(self)
         if len(held) == 1:
-            self.loop.call_soon(state.flush_held_heads)
+            self.loop.call_soon(self.state.flush_held_heads)
 
     def flush_head(self) -> None:
         if self.pending_head:
@@ -472,6 +476,7 @@ class H1Connection(asyncio.Protocol):
             if self.sent_length + len(data) > self.expected_length:
                 raise RuntimeError("Response content longer than Content-Length")
         out = self.pending_head
+        held = bool(out)  # a flush is already due on this loop pass
         self.pending_head = b""
         if data:
             size = len(data)
@@ -493,6 +498,14 @@ class H1Connection(asyncio.Protocol):
                 out += data
             else:
                 out = data
+        if not end_stream and len(out) < JOIN_LIMIT:
+            # Small chunks sent back to back leave together on the next loop pass: one write,
+            # one TLS record and one send, not one each (bounded by JOIN_LIMIT).
+            if out:
+                if not held:
+                    self.hold_output()
+                self.pending_head = out
+            return
         if end_stream:
             if self.expected_length is not None and self.sent_length < self.expected_length:
                 if out:

@@ -1,0 +1,139 @@
+"""How HTTP/1.1 responses leave: the writes (TLS records) a response takes, and their timing."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import threading
+from typing import Any
+
+import pytest
+
+from tests.helpers import run_server
+
+CHUNKS = 50
+
+
+async def streaming_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """/stream: CHUNKS small body chunks sent back to back, then the end; else a short body."""
+    if scope["path"] != "/stream":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
+    headers = []
+    if scope["query_string"] == b"length":
+        headers.append((b"content-length", str(CHUNKS * 10).encode()))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    for _ in range(CHUNKS):
+        await send({"type": "http.response.body", "body": b"x" * 10, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+class RecordCountingClient:
+    """A TLS client over memory BIOs that counts the TLS records the server sends."""
+
+    def __init__(self, port: int, cafile: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        context = ssl.create_default_context(cafile=cafile)
+        context.set_alpn_protocols(["http/1.1"])
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_hostname="127.0.0.1")
+        self.raw = b""  # received bytes not yet split into whole records
+        self.records = 0  # application-data records (RFC 8446 §5.1: content type 23)
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.flush()
+                self.receive()
+        self.flush()
+
+    def flush(self) -> None:
+        data = self.outgoing.read()
+        if data:
+            self.sock.sendall(data)
+
+    def receive(self) -> None:
+        data = self.sock.recv(65536)
+        assert data, "the server closed the connection"
+        self.incoming.write(data)
+        self.raw += data
+        while len(self.raw) >= 5:  # RFC 8446 §5.1: type (1), version (2), length (2)
+            end = 5 + int.from_bytes(self.raw[3:5], "big")
+            if len(self.raw) < end:
+                break
+            self.records += self.raw[0] == 23
+            self.raw = self.raw[end:]
+
+    def exchange(self, request: bytes, body_length: int) -> tuple[bytes, bytes, int]:
+        """Send one request; read its head and `body_length` bytes of body. The head, the body
+        and how many records they came in."""
+        before = self.records
+        self.tls.write(request)
+        self.flush()
+        response = b""
+        while b"\r\n\r\n" not in response or len(response.partition(b"\r\n\r\n")[2]) < body_length:
+            try:
+                response += self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                self.receive()
+        head, _, body = response.partition(b"\r\n\r\n")
+        return head, body, self.records - before
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("framing", ["chunked", "length"])
+def test_small_chunks_sent_back_to_back_leave_in_few_tls_records(
+    tls_files: dict[str, str], loop: str, framing: str
+) -> None:
+    """Body chunks the app sends without a pause leave together, once per loop pass, not one
+    TLS record (and one send) each: 50 chunks of 10 bytes are not 50 records of 32 bytes."""
+    with run_server(streaming_app, loop=loop, ssl_certfile=tls_files["certfile"],
+                    ssl_keyfile=tls_files["keyfile"]) as server:
+        client = RecordCountingClient(server.port, tls_files["cafile"])
+        try:
+            # A first exchange takes the session tickets (TLS 1.3) off the connection.
+            head, body, _ = client.exchange(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 2)
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n") and body == b"ok"
+            query = b"?length" if framing == "length" else b""
+            expected = b"x" * 10 * CHUNKS if framing == "length" else (
+                b"a\r\nxxxxxxxxxx\r\n" * CHUNKS + b"0\r\n\r\n")
+            head, body, records = client.exchange(
+                b"GET /stream%s HTTP/1.1\r\nHost: x\r\n\r\n" % query, len(expected))
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert body == expected
+            # The first chunk pauses once (the send fairness slice starts); the rest go on.
+            assert records <= 10, records
+        finally:
+            client.sock.close()
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_a_body_chunk_leaves_while_the_app_waits_after_it(http: str) -> None:
+    """A held chunk waits for the loop pass only, not for the app's next message."""
+    release = threading.Event()
+
+    async def chunk_then_wait(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"8")]})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        await send({"type": "http.response.body", "body": b"sec", "more_body": True})
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+        await send({"type": "http.response.body", "body": b""})
+
+    with run_server(chunk_then_wait, http=http) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            try:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                data = b""
+                while not data.endswith(b"firstsec"):
+                    chunk = sock.recv(4096)
+                    assert chunk, "connection closed before the body"
+                    data += chunk
+                assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+            finally:
+                release.set()
