@@ -56,7 +56,7 @@ class H1Connection(asyncio.Protocol):
         "closing", "read_paused", "write_paused", "drain_waiter", "timer", "bytes_in_request",
         "body_received", "chunked", "expected_length", "sent_length", "response_keep_alive",
         "head_response", "pending_head", "upgraded_to", "draining", "shedding", "last_request",
-        "reads_done", "deferred_error", "written", "discarding",
+        "reads_done", "deferred_error", "written", "discarding", "held_body", "held_size",
     )
 
     def __init__(
@@ -107,6 +107,9 @@ class H1Connection(asyncio.Protocol):
         self.response_keep_alive = True
         self.head_response = False
         self.pending_head = b""
+        # Small body chunks held back with the head until the loop pass ends (write_body).
+        self.held_body: list[bytes] | None = None
+        self.held_size = 0
         self.body_received = 0
         self.upgraded_to: asyncio.Protocol | None = None  # set when an Upgrade took the socket
         # RFC 9112 §9.6: no request is read after one that ends the connection (close, 1.0).
@@ -456,30 +459,54 @@ class H1Connection(asyncio.Protocol):
         self.hold_output()
 
     def hold_output(self) -> None:
-        """Flush `pending_head` (held head and body bytes) on the next loop pass."""
+        """Flush what is held (the head, small body chunks) on the next loop pass."""
         held = self.state.held_heads
         held.append(self)
         if len(held) == 1:
             self.loop.call_soon(self.state.flush_held_heads)
 
+    def take_held(self) -> bytes:
+        """The held head and body chunks as one bytes, no longer held (joined once: linear)."""
+        out, body = self.pending_head, self.held_body
+        self.pending_head = b""
+        if body is not None:
+            self.held_body = None
+            self.held_size = 0
+            body.insert(0, out)
+            out = b"".join(body)
+        return out
+
     def flush_head(self) -> None:
-        if self.pending_head:
-            head, self.pending_head = self.pending_head, b""
-            if not self.transport.is_closing():
-                self.written += len(head)
-                self.transport.write(head)
+        out = self.take_held()
+        if out and not self.transport.is_closing():
+            self.written += len(out)
+            self.transport.write(out)
 
     def write_body(self, data: bytes, end_stream: bool) -> None:
         if self.head_response:
             data = b""
-        if data and self.expected_length is not None:
-            if self.sent_length + len(data) > self.expected_length:
+        size = len(data)
+        if size and self.expected_length is not None:
+            if self.sent_length + size > self.expected_length:
                 raise RuntimeError("Response content longer than Content-Length")
-        out = self.pending_head
-        held = bool(out)  # a flush is already due on this loop pass
-        self.pending_head = b""
+        if not end_stream and size < JOIN_LIMIT:
+            # Small chunks sent back to back leave together when the loop pass ends: one write,
+            # one TLS record and one send, not one each (at most JOIN_LIMIT bytes held).
+            chunk = b"%x\r\n%b\r\n" % (size, data) if self.chunked and size else data
+            held = self.held_size + len(self.pending_head)
+            if held + len(chunk) < JOIN_LIMIT:
+                if chunk:
+                    self.sent_length += size
+                    if not held:
+                        self.hold_output()
+                    if self.held_body is None:
+                        self.held_body = [chunk]
+                    else:
+                        self.held_body.append(chunk)
+                    self.held_size += len(chunk)
+                return
+        out = self.take_held()
         if data:
-            size = len(data)
             self.sent_length += size
             if size >= JOIN_LIMIT:
                 # A large chunk leaves beside its framing in one writev, not copied to join it.
@@ -498,14 +525,6 @@ class H1Connection(asyncio.Protocol):
                 out += data
             else:
                 out = data
-        if not end_stream and len(out) < JOIN_LIMIT:
-            # Small chunks sent back to back leave together on the next loop pass: one write,
-            # one TLS record and one send, not one each (bounded by JOIN_LIMIT).
-            if out:
-                if not held:
-                    self.hold_output()
-                self.pending_head = out
-            return
         if end_stream:
             if self.expected_length is not None and self.sent_length < self.expected_length:
                 if out:
