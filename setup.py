@@ -10,6 +10,7 @@ ROADRUNNER_NO_EXTENSIONS=1 builds neither.
 
 import os
 import runpy
+import subprocess
 import sys
 
 from setuptools import Extension, setup
@@ -87,10 +88,12 @@ class OptionalBuildExt(build_ext):
 def failure_reason(exc: Exception) -> str:
     """Why an extension did not build, for the one-line warning."""
     cause: BaseException | None = exc
-    while cause is not None and not isinstance(cause, OSError):
-        cause = cause.__context__  # setuptools wraps the spawn's OSError in a CompileError
-    if cause is not None:
-        return f"the C compiler could not be run: {cause}"  # so there is no compiler message
+    while cause is not None:  # setuptools wraps what the compiler's run raised in a CompileError
+        if isinstance(cause, OSError):
+            return f"the C compiler could not be run: {cause}"  # so there is no compiler message
+        if isinstance(cause, subprocess.CalledProcessError):
+            return f"the compiler exited with status {cause.returncode}, see its message above"
+        cause = cause.__context__
     return f"compiling it failed: {exc}; see the compiler's message above"
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import runpy
 import shutil
+import subprocess
 import sysconfig
 from pathlib import Path
 from typing import Any
 
 import pytest
 from setuptools import Distribution, Extension
+from setuptools.errors import CompileError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,8 +66,23 @@ def test_missing_header_points_at_the_compiler_message(
     assert "roadrunner-test-missing/nghttp2.h" in err  # the compiler's own message
     warning = [line for line in err.splitlines() if line.startswith("WARNING")]
     assert len(warning) == 1
-    assert "nghttp2 HTTP/2 engine was not built (compiling it failed:" in warning[0]
-    assert "see the compiler's message above" in warning[0]
+    assert "nghttp2 HTTP/2 engine was not built (" in warning[0]
+    assert "message above)" in warning[0]
+    assert "-Wall" not in warning[0]  # one short line: not the whole command
+
+
+def test_a_failed_compiler_run_is_reported_by_its_status(setup_py: dict[str, Any]) -> None:
+    # setuptools >= 77 (the build requirement) raises CompileError(CalledProcessError), whose
+    # text is the whole command line; older ones a DistutilsExecError naming the compiler.
+    command = ["gcc", "-Wall", "-c", "roadrunner/protocols/http2/_nghttp2.c"]
+    try:
+        try:
+            raise subprocess.CalledProcessError(1, command)
+        except subprocess.CalledProcessError as exc:
+            raise CompileError(exc)  # noqa: B904 (as setuptools raises it: the cause is __context__)
+    except CompileError as exc:
+        reason = setup_py["failure_reason"](exc)
+    assert reason == "the compiler exited with status 1, see its message above"
 
 
 def test_a_failed_mypyc_module_says_why(
