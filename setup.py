@@ -10,6 +10,7 @@ ROADRUNNER_NO_EXTENSIONS=1 builds neither.
 
 import os
 import runpy
+import subprocess
 import sys
 
 from setuptools import Extension, setup
@@ -37,13 +38,16 @@ class OptionalBuildExt(build_ext):
     """
 
     failed: set[str]
+    mypyc_failure: str  # why the first mypyc module failed
 
     def run(self) -> None:
         self.failed = set()
+        self.mypyc_failure = ""
         try:
             super().run()
         except Exception as exc:  # no compiler at all (setuptools' CCompilerError / OSError)
-            print(WARNING.format(reason=exc), file=sys.stderr)
+            self.mypyc_failure = failure_reason(exc)
+            print(WARNING.format(reason=self.mypyc_failure), file=sys.stderr)
             self.failed.update(ext.name for ext in self.extensions)
         mypyc = [ext for ext in self.extensions if ext.name != NGHTTP2]
         if not mypyc:
@@ -53,19 +57,19 @@ class OptionalBuildExt(build_ext):
                 built = self.get_ext_fullpath(ext.name)
                 if os.path.exists(built):
                     os.remove(built)
-            print(MYPYC_WARNING.format(reason="compiling them failed"), file=sys.stderr)
+            print(MYPYC_WARNING.format(reason=self.mypyc_failure), file=sys.stderr)
             return
         self.write_sources()
 
     def build_extension(self, ext: Extension) -> None:
         try:
             super().build_extension(ext)
-        except Exception as exc:  # compile or link failure: e.g. nghttp2/nghttp2.h missing
+        except Exception as exc:  # no compiler (an OSError), or it failed: nghttp2/nghttp2.h missing
             self.failed.add(ext.name)
             if ext.name == NGHTTP2:
-                reason = "compiling it failed, see the compiler's message above"
-                print(WARNING.format(reason=reason), file=sys.stderr)
+                print(WARNING.format(reason=failure_reason(exc)), file=sys.stderr)
             else:
+                self.mypyc_failure = self.mypyc_failure or failure_reason(exc)
                 print(f"mypyc module {ext.name}: {exc}", file=sys.stderr)
 
     def write_sources(self) -> None:
@@ -79,6 +83,18 @@ class OptionalBuildExt(build_ext):
         target = os.path.join(os.path.dirname(self.get_ext_fullpath(name)), name.rpartition(".")[2] + ".py")
         with open(target, "w") as file:
             file.write(text)
+
+
+def failure_reason(exc: Exception) -> str:
+    """Why an extension did not build, for the one-line warning."""
+    cause: BaseException | None = exc
+    while cause is not None:  # setuptools wraps what the compiler's run raised in a CompileError
+        if isinstance(cause, OSError):
+            return f"the C compiler could not be run: {cause}"  # so there is no compiler message
+        if isinstance(cause, subprocess.CalledProcessError):
+            return f"the compiler exited with status {cause.returncode}, see its message above"
+        cause = cause.__context__
+    return f"compiling it failed: {exc}; see the compiler's message above"
 
 
 def nghttp2_extension() -> list[Extension]:
@@ -125,4 +141,6 @@ def extensions() -> list[Extension]:
     return nghttp2_extension() + mypyc_extensions()
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
+# pip's backend (setuptools.build_meta) runs this file as __main__; tests import its classes.
+if __name__ == "__main__":
+    setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
