@@ -2,8 +2,8 @@
 
 - The nghttp2 HTTP/2 engine (roadrunner.protocols.http2._nghttp2, Cython): without a C compiler,
   Cython or libnghttp2's headers (Debian: libnghttp2-dev), HTTP/2 is served on h2.
-- The hot HTTP/1.1 and ASGI modules (roadrunner/compiled.py: MODULES), compiled by mypyc from
-  their own typed source: without mypy or a C compiler, they run as the .py files they are.
+- The hot HTTP/1.1, HTTP/2 and ASGI modules (roadrunner/compiled.py: MODULES), compiled by mypyc
+  from their own typed source: without mypy or a C compiler, they run as the .py files they are.
 
 ROADRUNNER_NO_EXTENSIONS=1 builds neither.
 """

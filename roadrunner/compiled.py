@@ -33,6 +33,10 @@ MODULES = (
     "roadrunner.protocols.http1.h11_parser",
     "roadrunner.protocols.http1.httptools_parser",
     "roadrunner.protocols.http1.rules",
+    "roadrunner.protocols.http2.connection",
+    "roadrunner.protocols.http2.lifetime",
+    "roadrunner.protocols.http2.rules",
+    "roadrunner.protocols.http2.stream",
     "roadrunner.protocols.timer",
 )
 GROUP = "roadrunner"

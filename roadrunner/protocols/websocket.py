@@ -429,7 +429,7 @@ class H2WebSocketBridge(StreamWebSocketBridge):
         self.connection = connection
         self.h2_stream = stream
         super().__init__(connection, stream, scope)
-        stream.http = self  # type: ignore[assignment]
+        stream.http = self
 
     def abort(self) -> None:
         from h2.errors import ErrorCodes

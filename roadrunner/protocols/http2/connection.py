@@ -553,10 +553,14 @@ class Http2Connection(ConnectionLifetime, asyncio.Protocol):
         if self.flush_handle is None and not self.dead:
             self.flush_handle = self.loop.call_soon(self.flush)
 
-    def flush(self) -> None:
-        if self.flush_handle is not None:
-            self.flush_handle.cancel()  # a no-op when flush() is that handle
+    def cancel_flush(self) -> None:
+        handle = self.flush_handle
+        if handle is not None:
+            handle.cancel()  # a no-op when flush() is that handle
             self.flush_handle = None
+
+    def flush(self) -> None:
+        self.cancel_flush()
         if self.upgrade_head:  # no HTTP/2 byte leaves before the 101
             head, self.upgrade_head = self.upgrade_head, b""
             self.written += len(head)
@@ -570,9 +574,9 @@ class Http2Connection(ConnectionLifetime, asyncio.Protocol):
             for stream in streams:
                 if stream.deferred:
                     self.push(stream)
-            if self.flush_handle is not None:  # scheduled by push: this flush writes it all
-                self.flush_handle.cancel()
-                self.flush_handle = None
+            # push() may have scheduled a flush: this one writes it all. (A method, not an
+            # inline test: mypy, and so mypyc, would take flush_handle to be still None here.)
+            self.cancel_flush()
         self.unflushed = 0
         data = self.h2.data_to_send()
         if data and not self.transport.is_closing():

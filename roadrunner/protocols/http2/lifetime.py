@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import abstractmethod
 from typing import TYPE_CHECKING
 
 from h2.errors import ErrorCodes
@@ -24,23 +25,35 @@ logger = logging.getLogger("roadrunner.error")
 class ConnectionLifetime:
     """When an HTTP/2 connection ends: preface timeout, idle timeout, graceful shutdown."""
 
-    if TYPE_CHECKING:  # set and defined by Http2Connection
-        config: Config
-        loop: asyncio.AbstractEventLoop
-        transport: asyncio.Transport
-        streams: dict[int, H2StreamTransport]
-        dead: bool
-        goaway_sent: bool
-        last_stream_id: int
-        written: int
-        preface_timer: asyncio.TimerHandle | None
-        idle_timer: asyncio.TimerHandle | None
-        idle_since: float
+    # Set by Http2Connection.__init__ (declared here: mypyc compiles both into one layout).
+    config: Config
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    streams: dict[int, H2StreamTransport]
+    dead: bool
+    goaway_sent: bool
+    last_stream_id: int
+    written: int
+    preface_timer: asyncio.TimerHandle | None
+    idle_timer: asyncio.TimerHandle | None
+    idle_since: float
 
-        def close(self, error_code: ErrorCodes | None) -> None: ...
-        def flush(self) -> None: ...
-        def reset(self, stream: H2StreamTransport, code: ErrorCodes) -> None: ...
-        def peer_text(self) -> str: ...
+    # Defined by Http2Connection.
+    @abstractmethod
+    def close(self, error_code: ErrorCodes | None) -> None:
+        raise NotImplementedError
+
+    @abstractmethod
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    @abstractmethod
+    def reset(self, stream: H2StreamTransport, code: ErrorCodes) -> None:
+        raise NotImplementedError
+
+    @abstractmethod
+    def peer_text(self) -> str:
+        raise NotImplementedError
 
     def cancel_timers(self) -> None:
         for timer in (self.preface_timer, self.idle_timer):

@@ -14,6 +14,7 @@ from roadrunner.protocols.http2.rules import HOP_BY_HOP, STATUS, Headers
 if TYPE_CHECKING:
     from roadrunner.asgi.stream import HTTPStream
     from roadrunner.protocols.http2.connection import Http2Connection
+    from roadrunner.protocols.websocket import H2WebSocketBridge
 
 logger = logging.getLogger("roadrunner.error")
 # Body chunks of one stream up to this many bytes wait for the end of the loop pass and leave
@@ -35,7 +36,8 @@ class H2StreamTransport:
     def __init__(self, connection: Http2Connection, stream_id: int) -> None:
         self.connection = connection
         self.stream_id = stream_id
-        self.http: HTTPStream | None = None
+        # An Extended CONNECT stream (RFC 8441) carries a WebSocket bridge instead.
+        self.http: HTTPStream | H2WebSocketBridge | None = None
         self.pending = bytearray()
         self.pending_end = False
         self.pending_trailers: Headers | None = None
