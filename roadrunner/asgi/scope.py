@@ -15,8 +15,15 @@ HTTP_EXTENSIONS: dict[str, dict[str, Any]] = {
 }
 
 
+# scope["asgi"], one dict per ASGI version, shared by every connection.
+ASGI_INFO: dict[str, dict[str, str]] = {}
+
+
 def asgi_info(version: str) -> dict[str, str]:
-    return {"version": version, "spec_version": "2.5"}
+    info = ASGI_INFO.get(version)
+    if info is None:
+        info = ASGI_INFO[version] = {"version": version, "spec_version": "2.5"}
+    return info
 
 
 def http_scope(

@@ -21,6 +21,28 @@ else:
 SO_NWRITE = 0x1024 if sys.platform == "darwin" else None
 
 
+# (host, port) tuples and host strings seen, so that connections share them instead of each
+# holding its own copies (an idle connection keeps both): bounded, cleared when full.
+ADDRESSES: dict[object, object] = {}
+ADDRESSES_LIMIT = 4096
+
+
+def shared_address(address: object) -> tuple[str, int] | None:
+    """A socket address as the ASGI scope gives it, (host, port), one object per value."""
+    if not isinstance(address, tuple):
+        return None  # a Unix socket
+    host: str = address[0]
+    pair: tuple[str, int] = (ADDRESSES.get(host, host), address[1])  # type: ignore[assignment]
+    known = ADDRESSES.get(pair)
+    if known is not None:
+        return known  # type: ignore[return-value]
+    if len(ADDRESSES) >= ADDRESSES_LIMIT:
+        ADDRESSES.clear()
+    ADDRESSES[host] = pair[0]
+    ADDRESSES[pair] = pair
+    return pair
+
+
 def kernel_unacked(transport: asyncio.BaseTransport) -> int:
     """Bytes written to the socket that the peer has not acknowledged yet (0 if unknown)."""
     sock = transport.get_extra_info("socket")

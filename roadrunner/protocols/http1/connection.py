@@ -25,7 +25,7 @@ from roadrunner.protocols.http1.rules import (
     check_headers,
     valid_authority,
 )
-from roadrunner.protocols.tcp import reset_transport, send_wait
+from roadrunner.protocols.tcp import reset_transport, send_wait, shared_address
 from roadrunner.protocols.timer import DeadlineTimer
 
 if TYPE_CHECKING:
@@ -119,10 +119,8 @@ class H1Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
         self.transport = transport  # type: ignore[assignment]
         self.state.connections.add(self)
-        peer = transport.get_extra_info("peername")
-        sock = transport.get_extra_info("sockname")
-        self.client = tuple(peer[:2]) if isinstance(peer, tuple) else None  # type: ignore[assignment]
-        self.server = tuple(sock[:2]) if isinstance(sock, tuple) else None  # type: ignore[assignment]
+        self.client = shared_address(transport.get_extra_info("peername"))
+        self.server = shared_address(transport.get_extra_info("sockname"))
         self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
         self.timer.arm(self.config.timeout_request_header, self.on_header_timeout)
         if self.state.draining:  # adopted from a closing listener's queue during shutdown

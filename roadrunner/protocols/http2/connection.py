@@ -29,7 +29,7 @@ from roadrunner.protocols.http2.guards import HeaderBlockTooLarge, RateGuard, gu
 from roadrunner.protocols.http2.lifetime import ConnectionLifetime
 from roadrunner.protocols.http2.rules import STATUS, Headers, Malformed, build_scope, check_trailers
 from roadrunner.protocols.http2.stream import H2StreamTransport
-from roadrunner.protocols.tcp import reset_transport, send_wait
+from roadrunner.protocols.tcp import reset_transport, send_wait, shared_address
 
 if TYPE_CHECKING:
     from roadrunner.config import Config
@@ -43,6 +43,14 @@ FLUSH_HIGH_WATER = 65536
 
 class Http2Connection(ConnectionLifetime, asyncio.Protocol):
     """One HTTP/2 connection: h2 events in, HTTPStreams out, with limits and flood guards."""
+
+    # Slots, not a __dict__: an idle connection holds this object (and its engine) for its life.
+    __slots__ = (
+        "config", "app", "state", "app_state", "loop", "access_log", "root_path", "asgi_info",
+        "h2", "streams", "transport", "client", "server", "scheme", "write_paused", "read_paused",
+        "dead", "last_stream_id", "flush_handle", "unflushed", "held_heads", "deferred", "resets",
+        "pings", "settings", "empty_frames", "upgrade_stream", "upgrade_body_left", "upgrade_head",
+    )
 
     def __init__(
         self,
@@ -94,10 +102,8 @@ class Http2Connection(ConnectionLifetime, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
         self.transport = transport  # type: ignore[assignment]
         self.state.connections.add(self)
-        peer = transport.get_extra_info("peername")
-        sock = transport.get_extra_info("sockname")
-        self.client = tuple(peer[:2]) if isinstance(peer, tuple) else None  # type: ignore[assignment]
-        self.server = tuple(sock[:2]) if isinstance(sock, tuple) else None  # type: ignore[assignment]
+        self.client = shared_address(transport.get_extra_info("peername"))
+        self.server = shared_address(transport.get_extra_info("sockname"))
         self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
         if self.upgrade_stream is None:
             self.h2.initiate_connection()
