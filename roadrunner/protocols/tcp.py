@@ -27,16 +27,36 @@ Address = tuple[str, int]
 def transport_addresses(transport: asyncio.BaseTransport) -> tuple[Address | None, Address | None, str]:
     """The ASGI scope's `client`, `server` and `scheme` of an accepted connection (None for a
     unix socket's; through a PROXY protocol header, what the header says)."""
-    peer = transport.get_extra_info("peername")
-    sock = transport.get_extra_info("sockname")
-    client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
-    server = (sock[0], sock[1]) if isinstance(sock, tuple) else None
+    client = shared_address(transport.get_extra_info("peername"))
+    server = shared_address(transport.get_extra_info("sockname"))
     return client, server, "https" if transport.get_extra_info("sslcontext") else "http"
 
 
 def describe_peer(client: Address | None) -> str:
     """The client as a log line names it."""
     return f"{client[0]}:{client[1]}" if client else "unix socket"
+
+
+# (host, port) tuples and host strings seen, so that connections share them instead of each
+# holding its own copies (an idle connection keeps both): bounded, cleared when full.
+ADDRESSES: dict[object, object] = {}
+ADDRESSES_LIMIT = 4096
+
+
+def shared_address(address: object) -> tuple[str, int] | None:
+    """A socket address as the ASGI scope gives it, (host, port), one object per value."""
+    if not isinstance(address, tuple):
+        return None  # a Unix socket
+    host: str = address[0]
+    pair: tuple[str, int] = (ADDRESSES.get(host, host), address[1])  # type: ignore[assignment]
+    known = ADDRESSES.get(pair)
+    if known is not None:
+        return known  # type: ignore[return-value]
+    if len(ADDRESSES) >= ADDRESSES_LIMIT:
+        ADDRESSES.clear()
+    ADDRESSES[host] = pair[0]
+    ADDRESSES[pair] = pair
+    return pair
 
 
 def kernel_unacked(transport: asyncio.BaseTransport) -> int:

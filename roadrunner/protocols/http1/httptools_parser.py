@@ -24,6 +24,8 @@ except ImportError:  # pragma: no cover - httptools is a hard dependency on CPyt
 
 
 Headers = list[tuple[bytes, bytes]]
+# Between requests (on_message_begin makes each request its own list; nothing appends to this).
+NO_HEADERS: Headers = []
 
 
 class HttpToolsConnection(H1Connection):
@@ -46,7 +48,7 @@ class HttpToolsConnection(H1Connection):
             self.parser.set_dangerous_leniencies(lenient_version=True)
         self.header_size = 0
         self.url = b""
-        self.headers: Headers = []
+        self.headers: Headers = NO_HEADERS
         self.in_head = False
 
     def data_received(self, data: bytes) -> None:
@@ -131,4 +133,9 @@ class HttpToolsConnection(H1Connection):
 
     # The body callbacks are the shared handlers themselves (no extra call per event).
     on_body: ClassVar[Callable[[H1Connection, bytes], None]] = H1Connection.request_body
-    on_message_complete: ClassVar[Callable[[H1Connection], None]] = H1Connection.request_end
+
+    def on_message_complete(self) -> None:
+        # The head's pieces are the ended request's: an idle connection does not keep them.
+        self.url = b""
+        self.headers = NO_HEADERS
+        self.request_end()

@@ -91,10 +91,9 @@ cdef class Session:
         self.list_cap = header_list_cap
         self.counters = counters
         self.malformed_log = malformed_log
-        self.out_cap = 65536
-        self.out = <char *>malloc(self.out_cap)
-        if self.out == NULL:
-            raise MemoryError()
+        # The output buffer is allocated when frames are serialized and freed once they are
+        # handed out with no response left in progress: an idle session holds none.
+        self.out_cap = 0
         nghttp2_option_new(&option)
         try:
             # The app consumes request bodies: windows open as it reads (nghttp2_session_consume).
@@ -527,6 +526,11 @@ cdef class Session:
         return nghttp2_session_get_last_proc_stream_id(self.session)
 
     @property
+    def output_capacity(self):
+        """Bytes of output buffer the session holds (none once it is idle)."""
+        return self.out_cap
+
+    @property
     def max_outbound_frame_size(self):
         return nghttp2_session_get_remote_settings(self.session, NGHTTP2_SETTINGS_MAX_FRAME_SIZE)
 
@@ -549,4 +553,8 @@ cdef class Session:
             return b""
         data = PyBytes_FromStringAndSize(self.out, self.out_len)
         self.out_len = 0
+        if not self.outbound:
+            free(self.out)
+            self.out = NULL
+            self.out_cap = 0
         return data

@@ -26,15 +26,21 @@ cdef inline Session session_of(void *user_data):
     return <Session>user_data
 
 
+cdef enum:
+    OUT_INITIAL = 16384  # the first allocation of a session's output buffer (then doubled)
+
+
 cdef int append_out(Session self, const uint8_t *data, size_t length) except -1:
     cdef size_t need = self.out_len + length
+    cdef size_t cap
     cdef char *grown
     if need > self.out_cap:
-        grown = <char *>realloc(self.out, need * 2)
+        cap = need * 2 if need > OUT_INITIAL // 2 else OUT_INITIAL
+        grown = <char *>realloc(self.out, cap)
         if grown == NULL:
             raise MemoryError()
         self.out = grown
-        self.out_cap = need * 2
+        self.out_cap = cap
     memcpy(self.out + self.out_len, data, length)
     self.out_len = need
     return 0

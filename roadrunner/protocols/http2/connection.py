@@ -44,6 +44,14 @@ FLUSH_HIGH_WATER = 65536
 class Http2Connection(ConnectionLifetime, asyncio.Protocol):
     """One HTTP/2 connection: h2 events in, HTTPStreams out, with limits and flood guards."""
 
+    # Slots, not a __dict__: an idle connection holds this object (and its engine) for its life.
+    __slots__ = (
+        "config", "app", "state", "app_state", "loop", "access_log", "root_path", "asgi_info",
+        "h2", "streams", "transport", "client", "server", "scheme", "write_paused", "read_paused",
+        "dead", "last_stream_id", "flush_handle", "unflushed", "held_heads", "deferred", "resets",
+        "pings", "settings", "empty_frames", "upgrade_stream", "upgrade_body_left", "upgrade_head",
+    )
+
     def __init__(
         self,
         config: Config,

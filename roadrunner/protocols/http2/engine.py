@@ -106,19 +106,32 @@ def engine_name(config: Config) -> str:
     return "nghttp2"
 
 
+# Each session holds its SETTINGS list and log method for its life: equal ones are shared (the
+# last built), so an idle connection does not carry copies of its own.
+SHARED: list[Any] = [[], None]
+
+
 def new_nghttp2_state(
     config: Config, header_list_cap: int, counters: Counter[str], log: logging.Logger
 ) -> Any:
     """A server-side nghttp2 session carrying our settings, caps and guard counters."""
     assert _nghttp2 is not None
+    settings = [(int(code), value) for code, value in local_settings(config)]
+    if settings == SHARED[0]:
+        settings = SHARED[0]
+    else:
+        SHARED[0] = settings
+    log_info = SHARED[1]
+    if log_info is None or log_info.__self__ is not log:
+        log_info = SHARED[1] = log.info
     return _nghttp2.Session(
-        [(int(code), value) for code, value in local_settings(config)],
+        settings,
         config.h2_max_header_block_size,
         CONTINUATION_BACKLOG,
         header_list_cap,
         config.h2_max_header_table_size,
         counters,
-        log.info,
+        log_info,
     )
 
 

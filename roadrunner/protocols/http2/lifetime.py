@@ -25,6 +25,9 @@ logger = logging.getLogger("roadrunner.error")
 class ConnectionLifetime:
     """When an HTTP/2 connection ends: preface timeout, idle timeout, graceful shutdown."""
 
+    # The state this mixin assigns (Http2Connection declares the rest of its slots).
+    __slots__ = ("preface_timer", "idle_timer", "idle_since", "goaway_sent", "written")
+
     # Set by Http2Connection.__init__ (declared here: mypyc compiles both into one layout).
     config: Config
     loop: asyncio.AbstractEventLoop
