@@ -123,7 +123,11 @@ class Server:
         self.last_notified = 0.0
         self.servers: list[asyncio.AbstractServer] = []
         self.extra_listeners: list[Any] = []  # datagram endpoints (HTTP/3), closed on shutdown
-        # The TCP listening sockets with the protocol factory and TLS context serving them.
+        # Whether the sockets handed to serve() are this process's alone: a worker's own
+        # SO_REUSEPORT socket (supervisor.Listeners says so). Shared or inherited ones are not.
+        self.sockets_owned = False
+        # The TCP listening sockets this process owns alone (shutdown adopts their accept queue),
+        # with the protocol factory and TLS context serving them.
         self.listeners: list[socket.socket] = []
         self.listener_factory: Callable[[], asyncio.Protocol] | None = None
         self.listener_ssl: Any = None
@@ -201,7 +205,10 @@ class Server:
             logger.error("%s", exc)
             await self.lifespan.shutdown()
             sys.exit(STARTUP_FAILURE)
-        self.listeners, self.listener_factory, self.listener_ssl = list(listeners), factory, ssl_context
+        # Bound here (not --fd) or handed over as ours alone: no other process accepts from it.
+        owned = self.sockets_owned if sockets is not None else config.fd is None
+        self.listeners = list(listeners) if owned else []
+        self.listener_factory, self.listener_ssl = factory, ssl_context
         await self.start_extra_listeners(listeners)
         if sockets is None:
             self.log_started(listeners)
@@ -351,6 +358,11 @@ class Server:
         kernel had already handed to this worker. Accepting them in the same step as the close
         leaves that window a few microseconds wide; they are served like any other connection
         of a draining server (their request answered with Connection: close).
+
+        Only listeners this process owns alone: a shared queue (--uds, --fd, gunicorn's sockets,
+        a supervisor without per-worker SO_REUSEPORT) outlives this process's close, and the
+        workers still running serve it; a draining worker taking from it would steal their
+        connections to answer them with Connection: close.
         """
         if self.listener_factory is None:
             return []

@@ -71,7 +71,11 @@ class Listeners:
         return "SO_REUSEPORT socket per worker" if self.reuse_port else "shared socket"
 
     def for_worker(self) -> list[socket.socket]:
-        """Called in the forked worker: the sockets it passes to Server.serve()."""
+        """Called in the forked worker: the sockets it passes to Server.serve().
+
+        With `reuse_port` they are the worker's own (a socket of its own in the SO_REUSEPORT
+        group); else the one socket every worker shares.
+        """
         if not self.reuse_port:
             return [self.master_socket]
         self.master_socket.close()
@@ -301,7 +305,7 @@ class Supervisor:
                 if self.reloader is not None:
                     self.reloader.close_in_child()
                 sockets = self.listeners.for_worker()
-                code = run_worker(self.config, sockets, write_fd, master_pid)
+                code = run_worker(self.config, sockets, write_fd, master_pid, self.listeners.reuse_port)
             except ConfigError as exc:
                 logger.error("%s", exc)
                 code = STARTUP_FAILURE

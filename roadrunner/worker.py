@@ -132,14 +132,20 @@ class WorkerServer(Server):
         return True
 
 
-def run_worker(config: Config, sockets: list[socket.socket], beat_fd: int, master_pid: int) -> int:
-    """Serve in this (forked) process until told to stop; return the process exit code."""
+def run_worker(
+    config: Config, sockets: list[socket.socket], beat_fd: int, master_pid: int, sockets_owned: bool
+) -> int:
+    """Serve in this (forked) process until told to stop; return the process exit code.
+
+    `sockets_owned`: the sockets are this worker's alone (its own SO_REUSEPORT socket).
+    """
     # The master's signals are the master's: a worker ignores the control ones and drains on
     # SIGTERM/SIGINT (installed by Server.capture_signals).
     for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     server = WorkerServer(config, beat_fd, master_pid)
+    server.sockets_owned = sockets_owned
 
     def on_usr1(sig: int, frame: Any) -> None:
         server.reopen_logs = True

@@ -9,6 +9,7 @@ the same scopes or the same error status.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
@@ -89,6 +90,23 @@ PARITY_CASES: dict[str, tuple[bytes, int, bool, bytes | None]] = {
     "ctl_in_trailer": (CHUNKED_HEAD + b"3\r\nabc\r\n0\r\nX-T: v\x7f\r\n\r\n", 400, True, None),
     "obs_fold_in_trailer": (CHUNKED_HEAD + b"3\r\nabc\r\n0\r\nX-T:\r\n v\r\n\r\n", 400, True, None),
     "content_length_in_trailer": (CHUNKED_HEAD + b"3\r\nabc\r\n0\r\nContent-Length: 3\r\n\r\n", 400, True, None),
+    # RFC 9112 §7.1.2 / RFC 9110 §6.5: the trailer section has its own budget, as the head has:
+    # --limit-request-headers-size bytes (16384) and --limit-request-fields fields (100), then 431.
+    "trailer_and_head_each_under_limit": (
+        CHUNKED_HEAD[:-2] + b"X-H: %s\r\n\r\n3\r\nabc\r\n0\r\nX-T: %s\r\n\r\n" % (b"h" * 10240, b"t" * 10240),
+        200, False, b"host=x;transfer-encoding=chunked;x-h=" + b"h" * 10240 + b"|abc",
+    ),
+    "trailer_over_size_limit": (
+        CHUNKED_HEAD + b"3\r\nabc\r\n0\r\nX-T: %s\r\n\r\n" % (b"t" * 16384), 431, True, None
+    ),
+    "trailer_fields_under_limit": (
+        CHUNKED_HEAD + b"3\r\nabc\r\n0\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(100)) + b"\r\n",
+        200, False, b"host=x;transfer-encoding=chunked|abc",
+    ),
+    "trailer_over_field_limit": (
+        CHUNKED_HEAD + b"3\r\nabc\r\n0\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(101)) + b"\r\n",
+        431, True, None,
+    ),
     # RFC 9112 §6.1 / §6.3: framing that cannot be trusted is a 400 (before any 501).
     "ctl_in_transfer_encoding": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chun\x1fked\r\n\r\n", 400, True, None),
     "empty_transfer_encoding": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\n\r\n", 400, True, None),
@@ -166,6 +184,24 @@ def test_both_parsers_answer_alike(server: RunningServer, case: str) -> None:
         assert data.partition(b"\r\n\r\n")[2].startswith(echo), data
     if case == "refused_after_served":
         assert re.findall(rb"HTTP/1\.1 (\d+)", data) == [b"200", b"400"], data
+
+
+def test_trailer_split_across_reads_is_431(server: RunningServer) -> None:
+    """A 30 KiB trailer field in two reads: 431 past the trailer's own budget on both parsers.
+
+    The first read is past h11's incomplete-event bound, which was answered 414 on h11.
+    """
+    first = CHUNKED_HEAD + b"3\r\nabc\r\n0\r\nX-T: " + b"t" * 25600
+    with socket.create_connection(("127.0.0.1", server.port), timeout=3) as sock:
+        sock.sendall(first)
+        time.sleep(0.2)  # the server reads the first part on its own
+        data = b""
+        with contextlib.suppress(OSError):  # a 431 may come (and the close) before the second part
+            sock.sendall(b"t" * 5120 + b"\r\n\r\n")
+            while chunk := sock.recv(65536):
+                data += chunk
+    assert status_of(data) == 431, data
+    assert b"connection: close" in data.lower()
 
 
 # -- differential mutator ---------------------------------------------------------------------------

@@ -285,6 +285,58 @@ def test_shutdown_adopts_connections_queued_on_a_closing_listener(protocols: str
     assert b"connection: close" in answer.lower()
 
 
+@pytest.mark.parametrize("listener", ["bound_here", "worker_own", "shared", "fd"])
+def test_shutdown_adopts_only_from_listeners_this_process_owns_alone(listener: str) -> None:
+    """A listener shared with other processes (a supervisor's shared socket, --uds, --fd,
+    gunicorn's) keeps its queue when this process closes it: the workers still running serve
+    it, so a draining one leaves it to them. One bound here, or a worker's own SO_REUSEPORT
+    socket (supervisor.Listeners), is reset on close: its queue is adopted."""
+    from roadrunner.config import Config
+    from roadrunner.lifespan import lifespan_for
+    from roadrunner.server import Server
+
+    async def main() -> tuple[int, bool]:
+        shared = socket.create_server(("127.0.0.1", 0))
+        options: dict[str, Any] = {"fd": shared.fileno()} if listener == "fd" else {}
+        config = Config(scope_app, host="127.0.0.1", port=0, lifespan="off", log_config=None, **options)
+        config.load()
+        server = Server(config)
+        server.lifespan = lifespan_for(config)
+        server.sockets_owned = listener == "worker_own"
+        await server.startup(sockets=[shared] if listener in ("worker_own", "shared") else None)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        # Queued: the loop does not run (and accept) between the connect and the adoption.
+        client = socket.create_connection(("127.0.0.1", port))
+        adopting = server.adopt_queued_connections()
+        still_queued = False
+        if not adopting:  # what another worker would accept from the shared queue
+            shared.setblocking(False)
+            try:
+                accepted, _ = shared.accept()
+            except BlockingIOError:
+                pass
+            else:
+                accepted.close()
+                still_queued = True
+        if adopting:
+            await asyncio.wait(adopting, timeout=5)
+        for connection in list(server.server_state.connections):
+            connection.transport.abort()
+        for running in server.servers:
+            running.close()
+        client.close()
+        if listener == "fd":
+            shared.detach()  # the server's socket on the same fd closed it
+        else:
+            shared.close()
+        return len(adopting), still_queued
+
+    adopted, still_queued = asyncio.run(main())
+    owned = listener in ("bound_here", "worker_own")
+    assert adopted == (1 if owned else 0)
+    assert still_queued == (not owned)
+
+
 def test_shutdown_answers_first_bytes_on_a_connection_not_yet_sniffed() -> None:
     """On a shared h1,h2 plaintext port a connection waits for its first bytes to pick the
     protocol; one whose client sends them just as the server drains is answered (like an idle

@@ -24,6 +24,8 @@ from roadrunner.protocols.http1.rules import (
     STATUS_LINES,
     RequestRejected,
     check_headers,
+    check_section_limits,
+    field_cost,
     valid_authority,
 )
 from roadrunner.protocols.tcp import describe_peer, reset_transport, send_wait, transport_addresses
@@ -258,10 +260,8 @@ class H1Connection(asyncio.Protocol):
 
     def check_header_limits(self, headers: Headers) -> None:
         """431 past --limit-request-fields or --limit-request-headers-size (whole head at once)."""
-        if len(headers) > self.limit_fields:
-            raise RequestRejected(431, "too many header fields")
-        if sum(len(name) + len(value) + 4 for name, value in headers) > self.limit_headers_size:
-            raise RequestRejected(431, "header block too large")
+        size = sum(field_cost(name, value) for name, value in headers)
+        check_section_limits(len(headers), size, self.limit_fields, self.limit_headers_size)
 
     def request_body(self, data: bytes) -> None:
         self.body_received += len(data)

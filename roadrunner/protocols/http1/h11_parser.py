@@ -24,6 +24,8 @@ from roadrunner.protocols.http1.rules import (
     TE_TAB,
     TRAILER_FRAMING,
     RequestRejected,
+    check_section_limits,
+    field_cost,
     served_version,
     target_refused,
 )
@@ -46,15 +48,34 @@ class ChunkLines:
     """Follows a chunked body (RFC 9112 §7.1) beside h11 for the rules h11 is lax on.
 
     h11 waits forever on bare LF line ends and takes any chunk extension and spaces after the
-    size; llhttp refuses them. This checks each size and trailer line; h11 does the rest.
+    size; llhttp refuses them. This checks each size and trailer line; h11 does the rest. The
+    trailer section is held to the head's limits here, counted as on the httptools path.
     """
 
-    __slots__ = ("left", "line", "trailer")
+    __slots__ = ("left", "line", "trailer", "limit_fields", "limit_size", "fields", "size")
 
-    def __init__(self) -> None:
+    def __init__(self, limit_fields: int, limit_size: int) -> None:
         self.left = 0  # chunk data (and its CRLF) still to pass before the next line
         self.line = b""
         self.trailer = False
+        self.limit_fields = limit_fields
+        self.limit_size = limit_size
+        self.fields = self.size = 0  # of the trailer section so far
+
+    def count_field(self, line: bytes, complete: bool) -> None:
+        """RFC 9112 §7.1.2: a 431 past the trailer section's own field and size budget.
+
+        An incomplete line counts what it holds so far (its field and CRLF not yet), so a long
+        one is refused before it ends, and never beyond what it will cost once complete.
+        """
+        name, _, value = line.rstrip(b"\r\n").partition(b":")
+        cost = field_cost(name, value.lstrip(b" \t"))  # llhttp's value: leading OWS stripped
+        if complete:
+            self.fields += 1
+            self.size += cost
+            check_section_limits(self.fields, self.size, self.limit_fields, self.limit_size)
+        else:
+            check_section_limits(self.fields, self.size + cost - 4, self.limit_fields, self.limit_size)
 
     def feed(self, data: bytes) -> bool:
         """Check the lines in `data`; True once the body's last line went by."""
@@ -67,7 +88,11 @@ class ChunkLines:
                 continue
             newline = data.find(b"\n", pos)
             if newline == -1:
-                self.line = (self.line + data[pos:])[-MAX_CHUNK_LINE:]  # h11 bounds the line
+                if self.trailer:
+                    self.line += data[pos:]
+                    self.count_field(self.line, False)
+                else:
+                    self.line = (self.line + data[pos:])[-MAX_CHUNK_LINE:]  # h11 bounds the line
                 return False
             line, self.line, pos = self.line + data[pos : newline + 1], b"", newline + 1
             if not line.endswith(b"\r\n"):
@@ -79,6 +104,7 @@ class ChunkLines:
                     raise RequestRejected(400, "framing field in trailer section")
                 if line[:1] in b" \t" or INVALID_HEAD.search(line):
                     raise RequestRejected(400, "invalid character or line folding in trailer")
+                self.count_field(line, True)
                 continue
             match = CHUNK_SIZE_LINE.fullmatch(line)
             if match is None:
@@ -128,8 +154,10 @@ class H11Connection(H1Connection):
             status = error.error_status_hint
             if self.in_head:
                 status = self.head_status(status, str(error))
-            if status == 431 and b"\r\n" not in bytes(self.head_bytes[: self.limit_request_line + 2]):
-                status = 414
+                # h11's incomplete-event bound tripped before the request line ended: too long a
+                # line. (In a trailer section that bound is a 431: RFC 9112 §7.1.2.)
+                if status == 431 and b"\r\n" not in bytes(self.head_bytes[: self.limit_request_line + 2]):
+                    status = 414
             self.reject(status, str(error))
 
     def head_status(self, status: int, reason: str) -> int:
@@ -225,7 +253,7 @@ class H11Connection(H1Connection):
                     self.forward_upgraded(bytes(conn.trailing_data[0]))
                     return
                 if self.parsing is not None and any(n == b"transfer-encoding" for n, _ in headers):
-                    self.chunk_lines = ChunkLines()
+                    self.chunk_lines = ChunkLines(self.limit_fields, self.limit_headers_size)
                     if self.chunk_lines.feed(bytes(conn.trailing_data[0])):
                         self.chunk_lines = None
             elif isinstance(event, h11.Data):

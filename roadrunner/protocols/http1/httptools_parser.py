@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from roadrunner.protocols.http1.connection import H1Connection
 from roadrunner.protocols.http1.rules import (
     RequestRejected,
+    check_section_limits,
+    field_cost,
     served_version,
     target_refused,
 )
@@ -31,7 +33,7 @@ NO_HEADERS: Headers = []
 class HttpToolsConnection(H1Connection):
     """HTTP/1.1 over the httptools (llhttp) parser: the fast path."""
 
-    __slots__ = ("parser", "url", "headers", "header_size", "in_head")
+    __slots__ = ("parser", "url", "headers", "header_size", "header_fields", "in_head")
 
     def __init__(
         self,
@@ -46,7 +48,8 @@ class HttpToolsConnection(H1Connection):
             # llhttp refuses versions other than 0.9, 1.0, 1.1 and 2.0 as a 400; the version is
             # judged in served_version instead, as on the h11 path.
             self.parser.set_dangerous_leniencies(lenient_version=True)
-        self.header_size = 0
+        self.header_size = 0  # the field section being read: the head, then the trailer section
+        self.header_fields = 0
         self.url = b""
         self.headers: Headers = NO_HEADERS
         self.in_head = False
@@ -101,7 +104,7 @@ class HttpToolsConnection(H1Connection):
         self.in_head = True
         self.url = b""
         self.headers = []
-        self.header_size = 0
+        self.header_size = self.header_fields = 0
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -110,19 +113,18 @@ class HttpToolsConnection(H1Connection):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        self.header_size += len(name) + len(value) + 4
-        if self.header_size > self.limit_headers_size:
-            raise RequestRejected(431, "header block too large")
+        self.header_size += field_cost(name, value)
+        self.header_fields += 1
+        check_section_limits(self.header_fields, self.header_size, self.limit_fields, self.limit_headers_size)
         if not self.in_head:
             return  # a trailer field: not part of the scope, which the app already has (as h11)
         # RFC 9110 §5.5: OWS around a field value is not part of it; llhttp keeps the trailing.
-        value = value.rstrip(b" \t")
-        if len(self.headers) >= self.limit_fields:
-            raise RequestRejected(431, "too many header fields")
-        self.headers.append((name, value))
+        self.headers.append((name, value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
         self.in_head = False
+        # RFC 9112 §7.1.2: a trailer section has a budget of its own, not what the head left.
+        self.header_size = self.header_fields = 0
         parser = self.parser
         method = parser.get_method()
         if target_refused(method, self.url):

@@ -82,6 +82,23 @@ class RequestRejected(Exception):
         self.status = status
 
 
+def field_cost(name: bytes, value: bytes) -> int:
+    """What one field costs against --limit-request-headers-size: name, value, ": " and CRLF."""
+    return len(name) + len(value) + 4
+
+
+def check_section_limits(fields: int, size: int, limit_fields: int, limit_size: int) -> None:
+    """431 past --limit-request-fields or --limit-request-headers-size in one field section.
+
+    The head and the trailer section (RFC 9112 §7.1.2) each have this budget of their own:
+    trailer fields are sent and parsed as header fields are (RFC 9110 §6.5).
+    """
+    if fields > limit_fields:
+        raise RequestRejected(431, "too many header fields")
+    if size > limit_size:
+        raise RequestRejected(431, "header block too large")
+
+
 def valid_authority(target: bytes) -> bool:
     """Whether an absolute-form target's authority has only RFC 3986 §3.2 characters."""
     return AUTHORITY.fullmatch(target.partition(b"//")[2].split(b"/", 1)[0].split(b"?", 1)[0]) is not None
