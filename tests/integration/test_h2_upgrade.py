@@ -122,3 +122,16 @@ def test_data_on_upgraded_stream_1_is_stream_closed() -> None:
             assert (outcome.get("status"), outcome["body"], outcome["goaway"]) == (200, b"2 /next", None)
             assert client.is_alive()
             gate.set()
+
+
+def test_h2c_upgrade_with_settings_that_are_no_settings_frame_stays_http11() -> None:
+    # RFC 9113 §6.5: a SETTINGS payload is a multiple of 6 octets; these 5 decode as base64
+    # but are no SETTINGS body: the Upgrade is ignored (RFC 7540 §3.2), on either engine.
+    with run_server(path_app, protocols="h1,h2") as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
+            sock.sendall(
+                b"GET /odd HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                b"Upgrade: h2c\r\nHTTP2-Settings: AAAAAAA\r\n\r\n"
+            )
+            answer = read_until_closed(sock, b"1.1 /odd")
+            assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]

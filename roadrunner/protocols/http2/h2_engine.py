@@ -8,6 +8,7 @@ it implements `engine.H2Engine`.
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from h2.frame_buffer import CONTINUATION_BACKLOG, FrameBuffer
 from h2.stream import H2Stream
 from h2.utilities import HeaderValidationFlags
 from hpack import Decoder, Encoder, HPACKError
+from hyperframe.exceptions import InvalidFrameError
 from hyperframe.frame import (
     ContinuationFrame,
     DataFrame,
@@ -152,6 +154,17 @@ class ServerH2Connection(H2Connection):
         self.MAX_CLOSED_STREAMS = max_closed_streams
         self.table_cap = table_cap  # --h2-max-header-table-size, see settings_acknowledged
         super().__init__(config)
+
+    def initiate_upgrade(self, settings: bytes) -> None:
+        """RFC 7540 §3.2: apply the decoded HTTP2-Settings; stream 1 is half-closed (remote).
+
+        h2's `initiate_upgrade_connection` takes the header's base64 form (padded) and decodes
+        it; a payload that is no SETTINGS body (RFC 9113 §6.5) is a ProtocolError, as on nghttp2.
+        """
+        try:
+            self.initiate_upgrade_connection(base64.urlsafe_b64encode(settings))
+        except InvalidFrameError as exc:
+            raise ProtocolError("invalid HTTP2-Settings") from exc
 
     def settings_acknowledged(self) -> None:
         """The client acknowledged our SETTINGS: from now on its HPACK table fits our cap."""

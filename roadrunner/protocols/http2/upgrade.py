@@ -54,7 +54,7 @@ def upgrade_from_h1(h1: H1Connection, stream: HTTPStream) -> bool:
         return False
     connection = Http2Connection(config, h1.state, h1.app_state, h1.loop)
     try:
-        connection.h2.initiate_upgrade_connection(base64.urlsafe_b64encode(raw))
+        connection.h2.initiate_upgrade(raw)
     except ProtocolError:
         return False
     transport = h1.transport
