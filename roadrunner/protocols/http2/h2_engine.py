@@ -77,11 +77,12 @@ class CappedFrameBuffer(FrameBuffer):
         if len(data) >= 9 and data[3] == 0x4 and data[4] & 0x1 and (data[0] or data[1] or data[2]):
             # RFC 9113 §6.5: a SETTINGS ACK with a payload is a FRAME_SIZE_ERROR.
             raise FrameTooLargeError("SETTINGS ACK with a payload")
-        if len(data) >= 13 and data[3] == 0x8 and data[2] == 4 and data[5:9] != b"\0\0\0\0" and (
-            data[9:13] == b"\0\0\0\0"
+        if len(data) >= 13 and data[3] == 0x8 and data[:3] == b"\0\0\4" and (
+            data[5:9] != b"\0\0\0\0" and data[9:13] == b"\0\0\0\0"
         ):
             # RFC 9113 §6.9: a zero increment on a stream is a stream error, which hyperframe
-            # cannot express: hand it on unvalidated for ServerH2Connection to reset.
+            # cannot express: hand it on unvalidated for ServerH2Connection to reset. All 24
+            # length bits are 4: any other length is a FRAME_SIZE_ERROR, which hyperframe finds.
             frame = WindowUpdateFrame(int.from_bytes(data[5:9], "big") & 0x7FFFFFFF)
             del data[:13]
             return frame
