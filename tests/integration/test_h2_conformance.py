@@ -101,6 +101,13 @@ CONNECTION_ERRORS: list[tuple[str, Build, int]] = [
      lambda c: frame(WINDOW_UPDATE, 0, 0, b"\x00\x00\x00\x00"), PROTOCOL_ERROR),
     ("6.9 WINDOW_UPDATE of wrong length",
      lambda c: frame(WINDOW_UPDATE, 0, 0, b"\x00\x00\x01"), FRAME_SIZE_ERROR),
+    # Length 0x000104: the low byte alone says 4. A zero first word must not make it a 4-byte
+    # frame whose other 256 bytes would be read as frames.
+    ("6.9 WINDOW_UPDATE of length 260 on the connection",
+     lambda c: frame(WINDOW_UPDATE, 0, 0, b"\x00" * 260), FRAME_SIZE_ERROR),
+    ("6.9 WINDOW_UPDATE of length 260 on a stream",
+     lambda c: headers(c, 1, request_headers(method=b"POST"), END_HEADERS)
+     + frame(WINDOW_UPDATE, 0, 1, b"\x00" * 260), FRAME_SIZE_ERROR),
     ("6.9.1 connection window above 2^31-1",
      lambda c: frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 2**31 - 1)), FLOW_CONTROL_ERROR),
     ("6.10 CONTINUATION without HEADERS",

@@ -93,10 +93,15 @@ class HttpToolsConnection(H1Connection):
     def on_parser_upgrade(self, data: bytes) -> None:
         """llhttp stops parsing at an upgrade request it was not asked to take over.
 
-        The request itself was already dispatched as plain HTTP; nothing after it can be
-        parsed, so the connection closes once that response is done.
+        The request itself was already dispatched as plain HTTP (or queued behind the one
+        being answered); nothing after it can be parsed, so the connection closes once its
+        response is done.
         """
-        self.keep_alive = False
+        if self.pipeline:
+            # RFC 9112 §9.3.2: the requests before it are answered first, on a live connection.
+            self.pipeline[-1].keep_alive = False
+        else:
+            self.keep_alive = False
         self.pause_reading()
 
     # httptools callbacks

@@ -416,18 +416,15 @@ cdef class Session:
     def initiate_connection(self):
         self.submit_settings()
 
-    def initiate_upgrade_connection(self, settings_header):
-        """RFC 7540 §3.2: stream 1 is the upgrading request, half-closed (remote)."""
-        import base64
-        import binascii
-        try:
-            raw = base64.urlsafe_b64decode(settings_header)
-        except (binascii.Error, ValueError) as exc:
-            raise ProtocolError("invalid HTTP2-Settings") from exc
+    def initiate_upgrade(self, bytes settings):
+        """RFC 7540 §3.2: apply the decoded HTTP2-Settings payload; stream 1 is the upgrading
+        request, half-closed (remote)."""
         self.submit_settings()
-        if nghttp2_session_upgrade2(self.session, <const uint8_t *>PyBytes_AS_STRING(raw),
-                                    len(raw), 0, NULL):
+        if nghttp2_session_upgrade2(self.session, <const uint8_t *>PyBytes_AS_STRING(settings),
+                                    len(settings), 0, NULL):
             raise ProtocolError("invalid HTTP2-Settings")
+        # RFC 9113 §5.1: DATA on it is a stream error STREAM_CLOSED, as screen() answers.
+        self.remote_ended.add(1)
 
     def settings_acknowledged(self):
         """Never called: nghttp2 applies our HPACK table size itself and reports no ACK event."""

@@ -47,8 +47,9 @@ class H2Engine(Protocol):
     def initiate_connection(self) -> None:
         """Queue our SETTINGS (the server connection preface, RFC 9113 §3.4)."""
 
-    def initiate_upgrade_connection(self, settings_header: bytes, /) -> Any:
-        """RFC 7540 §3.2: apply HTTP2-Settings; stream 1 is the upgrading request."""
+    def initiate_upgrade(self, settings: bytes, /) -> None:
+        """RFC 7540 §3.2: apply the HTTP2-Settings payload (base64-decoded, RFC 7540 §3.2.1);
+        stream 1 is the upgrading request, half-closed (remote). ProtocolError if invalid."""
 
     def increment_flow_control_window(self, increment: int, /) -> None:
         """Grow the connection's receive window (WINDOW_UPDATE on stream 0)."""

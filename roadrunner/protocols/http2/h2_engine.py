@@ -8,6 +8,7 @@ it implements `engine.H2Engine`.
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from h2.frame_buffer import CONTINUATION_BACKLOG, FrameBuffer
 from h2.stream import H2Stream
 from h2.utilities import HeaderValidationFlags
 from hpack import Decoder, Encoder, HPACKError
+from hyperframe.exceptions import InvalidFrameError
 from hyperframe.frame import (
     ContinuationFrame,
     DataFrame,
@@ -75,11 +77,12 @@ class CappedFrameBuffer(FrameBuffer):
         if len(data) >= 9 and data[3] == 0x4 and data[4] & 0x1 and (data[0] or data[1] or data[2]):
             # RFC 9113 §6.5: a SETTINGS ACK with a payload is a FRAME_SIZE_ERROR.
             raise FrameTooLargeError("SETTINGS ACK with a payload")
-        if len(data) >= 13 and data[3] == 0x8 and data[2] == 4 and data[5:9] != b"\0\0\0\0" and (
-            data[9:13] == b"\0\0\0\0"
+        if len(data) >= 13 and data[3] == 0x8 and data[:3] == b"\0\0\4" and (
+            data[5:9] != b"\0\0\0\0" and data[9:13] == b"\0\0\0\0"
         ):
             # RFC 9113 §6.9: a zero increment on a stream is a stream error, which hyperframe
-            # cannot express: hand it on unvalidated for ServerH2Connection to reset.
+            # cannot express: hand it on unvalidated for ServerH2Connection to reset. All 24
+            # length bits are 4: any other length is a FRAME_SIZE_ERROR, which hyperframe finds.
             frame = WindowUpdateFrame(int.from_bytes(data[5:9], "big") & 0x7FFFFFFF)
             del data[:13]
             return frame
@@ -152,6 +155,17 @@ class ServerH2Connection(H2Connection):
         self.MAX_CLOSED_STREAMS = max_closed_streams
         self.table_cap = table_cap  # --h2-max-header-table-size, see settings_acknowledged
         super().__init__(config)
+
+    def initiate_upgrade(self, settings: bytes) -> None:
+        """RFC 7540 §3.2: apply the decoded HTTP2-Settings; stream 1 is half-closed (remote).
+
+        h2's `initiate_upgrade_connection` takes the header's base64 form (padded) and decodes
+        it; a payload that is no SETTINGS body (RFC 9113 §6.5) is a ProtocolError, as on nghttp2.
+        """
+        try:
+            self.initiate_upgrade_connection(base64.urlsafe_b64encode(settings))
+        except InvalidFrameError as exc:
+            raise ProtocolError("invalid HTTP2-Settings") from exc
 
     def settings_acknowledged(self) -> None:
         """The client acknowledged our SETTINGS: from now on its HPACK table fits our cap."""

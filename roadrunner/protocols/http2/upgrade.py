@@ -20,12 +20,20 @@ def upgrade_from_h1(h1: H1Connection, stream: HTTPStream) -> bool:
     """RFC 7540 §3.2: answer `Upgrade: h2c` with 101 and serve the request as stream 1.
 
     Returns False (the request is served over HTTP/1.1) when the upgrade does not apply: TLS
-    (RFC 9113 §3.1 forbids h2c there), h2 not enabled, a missing or bad HTTP2-Settings, a
-    chunked body or one larger than a stream window.
+    (RFC 9113 §3.1 forbids h2c there), h2 not enabled, a request pipelined behind another, one
+    over --limit-concurrency, a missing or bad HTTP2-Settings, a chunked body or one larger than
+    a stream window.
     """
     config = h1.config
     if h1.scheme != "http" or "h2" not in config.protocols:
         return False
+    if h1.active is not None or h1.pipeline:
+        # RFC 9112 §9.3.2: responses leave in request order, and a 101 would come before the
+        # earlier request's response: served over HTTP/1.1 in turn (RFC 7540 §3.2 lets a
+        # server ignore Upgrade).
+        return False
+    if h1.over_concurrency_limit():
+        return False  # shed like any request: served over HTTP/1.1, run_stream answers 503
     settings: list[bytes] = []
     content_length = 0
     for name, value in stream.scope["headers"]:
@@ -46,7 +54,7 @@ def upgrade_from_h1(h1: H1Connection, stream: HTTPStream) -> bool:
         return False
     connection = Http2Connection(config, h1.state, h1.app_state, h1.loop)
     try:
-        connection.h2.initiate_upgrade_connection(base64.urlsafe_b64encode(raw))
+        connection.h2.initiate_upgrade(raw)
     except ProtocolError:
         return False
     transport = h1.transport
@@ -61,7 +69,7 @@ def upgrade_from_h1(h1: H1Connection, stream: HTTPStream) -> bool:
     h1.closing = True
     h1.parsing = None
     h1.cancel_timers()
-    h1.state.connections.discard(h1)
+    h1.state.connections.discard(h1)  # the HTTP/2 connection counts itself (connection_made)
     h1.upgraded_to = connection
     transport.set_protocol(connection)
     upgraded = H2StreamTransport(connection, 1)
@@ -77,7 +85,6 @@ def upgrade_from_h1(h1: H1Connection, stream: HTTPStream) -> bool:
     stream.more_body = content_length > 0
     stream.expect_continue = False
     upgraded.http = stream
-    h1.state.connections.discard(h1)
     if h1.read_paused:
         h1.read_paused = False
         transport.resume_reading()
