@@ -120,6 +120,10 @@ class H1Connection(asyncio.Protocol):
         self.deferred_error = 0  # the status of a refused request answered after those before it
         self.written = 0  # bytes handed to the transport (the response-send pace guard)
         self.discarding = False  # reading and dropping the body of a request already answered
+        self.start_parser()
+
+    def start_parser(self) -> None:
+        """The parser subclass's own state (called last by __init__)."""
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import h11
 
@@ -29,10 +28,6 @@ from roadrunner.protocols.http1.rules import (
     served_version,
     target_refused,
 )
-
-if TYPE_CHECKING:
-    from roadrunner.config import Config
-    from roadrunner.server import ServerState
 
 
 def sent_coding(head: bytes) -> bytes:
@@ -122,14 +117,7 @@ class H11Connection(H1Connection):
 
     __slots__ = ("max_event", "h11", "head_bytes", "in_head", "chunk_lines", "line_held")
 
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
+    def start_parser(self) -> None:
         self.max_event = self.config.h11_max_incomplete_event_size or (
             self.limit_request_line + self.limit_headers_size + 64
         )

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import ClassVar
 
 from roadrunner.protocols.http1.connection import H1Connection
 from roadrunner.protocols.http1.rules import (
@@ -14,10 +13,6 @@ from roadrunner.protocols.http1.rules import (
     served_version,
     target_refused,
 )
-
-if TYPE_CHECKING:
-    from roadrunner.config import Config
-    from roadrunner.server import ServerState
 
 try:
     import httptools
@@ -35,14 +30,7 @@ class HttpToolsConnection(H1Connection):
 
     __slots__ = ("parser", "url", "headers", "header_size", "header_fields", "in_head")
 
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
+    def start_parser(self) -> None:
         self.parser = httptools.HttpRequestParser(self)
         if hasattr(self.parser, "set_dangerous_leniencies"):  # httptools >= 0.6.2
             # llhttp refuses versions other than 0.9, 1.0, 1.1 and 2.0 as a 400; the version is
