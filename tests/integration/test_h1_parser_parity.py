@@ -263,3 +263,26 @@ def test_differential_mutations_agree() -> None:
     finally:
         error_log.setLevel(level)
     assert not disagreements, f"{len(disagreements)} disagreements:\n" + "\n".join(disagreements[:15])
+
+
+def test_pipelined_request_refused_in_its_body_gets_its_400_after_the_one_before() -> None:
+    """Found by `make fuzz-ci`: a pipelined chunked request whose chunk-size line is malformed,
+    queued behind a request still being answered. On httptools the refused request stayed in the
+    pipeline, was run as a disconnected request after the first response, and the connection
+    neither sent its 400 nor closed; h11 refused it at once. Both now answer the first request,
+    then 400 and close (RFC 9112 §9.3.2: responses in request order)."""
+    wire = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+            b"PUT /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\x1d\nabc\r\n0\r\n\r\n")
+    parser_configs = h1_driver.configs()
+    error_log = logging.getLogger("roadrunner.error")
+    level = error_log.level
+    error_log.setLevel(logging.CRITICAL)
+    try:
+        for cuts in ([], [24, 27, 40, 61, 78]):
+            fast = asyncio.run(h1_driver.outcome("httptools", parser_configs["httptools"], wire, cuts))
+            strict = asyncio.run(h1_driver.outcome("h11", parser_configs["h11"], wire, cuts))
+            assert fast == strict
+            seen, _statuses, closed = fast
+            assert [scope["method"] for scope, _ in seen] == ["POST"] and closed
+    finally:
+        error_log.setLevel(level)

@@ -298,6 +298,8 @@ class H1Connection(asyncio.Protocol):
                 return
             if stream is self.active:
                 self.active = None
+            elif self.pipeline and stream in self.pipeline:
+                self.pipeline.remove(stream)  # queued, never to run: its answer is the error
         if self.active is not None and not self.transport.is_closing():
             # RFC 9112 §9.3.2: responses leave in request order, so a pipelined request refused
             # while an earlier one is answered gets its error after it; nothing more is read.
