@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from roadrunner.config import is_trusted
+from roadrunner.protocols.tcp import describe_peer
 from roadrunner.proxy_protocol import ProxyHeader, ProxyProtocolError, bytes_needed, parse
 
 if TYPE_CHECKING:
@@ -154,8 +155,9 @@ class ProxyProtocolReader(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
-        host = peer[0] if isinstance(peer, tuple) else None
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix socket"
+        address = (peer[0], peer[1]) if isinstance(peer, tuple) else None
+        host = address[0] if address else None
+        self.peer = describe_peer(address)
         if not is_trusted(host, self.config.proxy_protocol_allow_ips):
             # Only the load balancer may vouch for addresses: an untrusted peer is closed
             # before a single byte is read, never parsed as HTTP.
