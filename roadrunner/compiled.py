@@ -38,6 +38,7 @@ MODULES = (
     "roadrunner.protocols.http2.rules",
     "roadrunner.protocols.http2.stream",
     "roadrunner.protocols.timer",
+    "roadrunner.server_state",
 )
 GROUP = "roadrunner"
 PURE_ENV = "ROADRUNNER_PURE"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
 import logging
 import os
@@ -14,15 +13,15 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from email.utils import formatdate
 from typing import Any, Protocol
 
-from roadrunner.asgi.pace import PaceGuard
 from roadrunner.compiled import build
 from roadrunner.config import AppImportError, Config, ConfigError
 from roadrunner.lifespan import lifespan_for
 from roadrunner.loops import asyncio_run, get_loop_factory, setup_event_loop
+from roadrunner.server_state import ServerState
 
 __all__ = ["STARTUP_FAILURE", "Server", "ServerState", "setup_event_loop"]
 logger = logging.getLogger("roadrunner.error")
@@ -35,78 +34,12 @@ ADOPT_TIMEOUT = 1.0
 # Past the graceful timeout: how long cancelled requests get to send their 500 (or close)
 # before the connections still open are aborted.
 CANCEL_GRACE = 1.0
-H1_FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 
 
 class Connection(Protocol):
     """What the server needs of every connection protocol."""
 
     def shutdown(self) -> None: ...
-
-
-class ServerState:
-    """Shared by all connections of one server: registry, counters and default headers."""
-
-    def __init__(self) -> None:
-        self.total_requests = 0
-        self.requests_done = 0
-        self.connections: set[Any] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.default_headers: list[tuple[bytes, bytes]] = []
-        # The same defaults pre-encoded for HTTP/1.1 heads, refreshed with the Date header.
-        self.default_header_names: frozenset[bytes] = frozenset()
-        self.default_header_block = b""
-        # Response fields an HTTP/1.1 head cannot copy through as they are.
-        self.h1_response_fields_of_interest = H1_FRAMING_FIELDS
-        # HTTP/1.1 connections holding a response head back for its first body chunk: one
-        # callback per loop pass flushes those still waiting (not one callback per response).
-        self.held_heads: list[Any] = []
-        self.draining = False  # graceful shutdown has begun
-        # --reset-contextvars: each request's app runs in a fresh contextvars.Context.
-        self.reset_contextvars = False
-        # Slow-client guards (asgi/pace.py), off until `configure_pace` (the Server does it).
-        self.body_pace = PaceGuard("request body")
-        self.send_pace = PaceGuard("response send")
-
-    def configure_pace(self, config: Config) -> None:
-        """--timeout-request-body / --min-request-body-rate, --timeout-send / --min-send-rate."""
-        self.body_pace.configure(config.timeout_request_body, config.min_request_body_rate)
-        self.send_pace.configure(config.timeout_send, config.min_send_rate)
-
-    def start_task(
-        self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None], self_removing: bool = False
-    ) -> asyncio.Task[None]:
-        """Run one request's (or WebSocket's) app: counted, and tracked for graceful drain.
-
-        A `self_removing` coroutine discards its task from `tasks` itself when it ends (saving a
-        done-callback per request); whoever cancels such a task before it starts discards it.
-        """
-        if self.reset_contextvars:
-            # As uvicorn, the opt-in workaround for https://github.com/python/cpython/issues/140947
-            # (asyncio can leak context vars between tasks); hides context set in the lifespan.
-            if sys.version_info >= (3, 11):
-                task = loop.create_task(coro, context=contextvars.Context())
-            else:
-                task = contextvars.Context().run(loop.create_task, coro)
-        else:
-            task = loop.create_task(coro)
-        self.tasks.add(task)
-        if not self_removing:
-            task.add_done_callback(self.tasks.discard)
-        self.total_requests += 1
-        return task
-
-    def flush_held_heads(self) -> None:
-        # Swapped out first: should a write raise, later heads still get a callback scheduled.
-        held, self.held_heads = self.held_heads, []
-        for connection in held:
-            connection.flush_head()
-
-    def set_default_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
-        self.default_headers = headers
-        self.default_header_names = frozenset(name for name, _ in headers)
-        self.h1_response_fields_of_interest = self.default_header_names | H1_FRAMING_FIELDS
-        self.default_header_block = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
 
 
 class Server:

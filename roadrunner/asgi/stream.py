@@ -25,7 +25,7 @@ from roadrunner.asgi.validation import (
 from roadrunner.logging import format_client, request_target
 
 if TYPE_CHECKING:
-    from roadrunner.server import ServerState
+    from roadrunner.server_state import ServerState
 
 logger = logging.getLogger("roadrunner.error")
 access_logger = logging.getLogger("roadrunner.access")

@@ -22,7 +22,7 @@ from roadrunner.proxy_protocol import ProxyHeader, ProxyProtocolError, bytes_nee
 
 if TYPE_CHECKING:
     from roadrunner.config import Config
-    from roadrunner.server import ServerState
+    from roadrunner.server_state import ServerState
 
 logger = logging.getLogger("roadrunner.error")
 

@@ -38,7 +38,8 @@ from roadrunner.protocols.http3.quic_connection import (
 )
 
 if TYPE_CHECKING:
-    from roadrunner.server import Server, ServerState
+    from roadrunner.server import Server
+    from roadrunner.server_state import ServerState
 
 logger = logging.getLogger("roadrunner.error")
 

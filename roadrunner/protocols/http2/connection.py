@@ -33,7 +33,7 @@ from roadrunner.protocols.tcp import describe_peer, reset_transport, send_wait, 
 
 if TYPE_CHECKING:
     from roadrunner.config import Config
-    from roadrunner.server import ServerState
+    from roadrunner.server_state import ServerState
 
 logger = logging.getLogger("roadrunner.error")
 

@@ -37,7 +37,7 @@ from roadrunner.protocols.http3.stream import H3StreamTransport
 
 if TYPE_CHECKING:
     from roadrunner.config import Config
-    from roadrunner.server import ServerState
+    from roadrunner.server_state import ServerState
 
 logger = logging.getLogger("roadrunner.error")
 
