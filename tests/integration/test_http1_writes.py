@@ -8,8 +8,10 @@ import ssl
 import threading
 from typing import Any
 
+import httpx
 import pytest
 
+from roadrunner.protocols.http1 import rules
 from tests.helpers import run_server
 
 CHUNKS = 50
@@ -137,3 +139,22 @@ def test_a_body_chunk_leaves_while_the_app_waits_after_it(http: str) -> None:
                 assert data.startswith(b"HTTP/1.1 200 OK\r\n")
             finally:
                 release.set()
+
+
+def test_chunks_of_more_sizes_than_the_size_line_cache_holds_are_framed_right() -> None:
+    """rules.chunk_size_line keeps CHUNK_SIZE_LINES_LIMIT lines; more sizes than that (it is
+    cleared and refilled) still frame every chunk with its own size (RFC 9112 §7.1)."""
+    sizes = range(1, rules.CHUNK_SIZE_LINES_LIMIT + 200)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for size in sizes:
+            await send({"type": "http.response.body", "body": bytes([size % 251]) * size, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    expected = b"".join(bytes([size % 251]) * size for size in sizes)
+    with run_server(app) as running, httpx.Client(base_url=running.url) as client:
+        for _ in range(2):  # the second response finds the cache refilled by the first
+            response = client.get("/")
+            assert response.headers["transfer-encoding"] == "chunked"
+            assert response.content == expected

@@ -39,11 +39,33 @@ def test_read_response_takes_exactly_one_response_off_the_buffer() -> None:
         assert buffer == b""
 
 
-def test_read_response_refuses_a_response_without_content_length() -> None:
+def test_read_response_reads_a_chunked_body_arriving_in_pieces() -> None:
     left, right = socket.socketpair()
     with left, right:
-        right.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
-        with pytest.raises(RuntimeError, match="no content-length"):
+        response = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"5\r\nhello\r\n10\r\n" + b"x" * 16 + b"\r\n0\r\n\r\n")
+        following = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+
+        def send_slowly() -> None:
+            for i in range(0, len(response), 7):  # cut inside size lines, data and CRLFs
+                right.sendall(response[i:i + 7])
+                time.sleep(0.005)
+            right.sendall(following)
+
+        sender = threading.Thread(target=send_slowly)
+        sender.start()
+        buffer = bytearray()
+        assert read_response(left, buffer) == b"hello" + b"x" * 16
+        assert read_response(left, buffer) == b"hi"
+        sender.join()
+        assert buffer == b""
+
+
+def test_read_response_refuses_a_response_it_cannot_frame() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        right.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello")
+        with pytest.raises(RuntimeError, match="neither content-length nor chunked"):
             read_response(left, bytearray())
 
 

@@ -25,6 +25,7 @@ from roadrunner.protocols.http1.rules import (
     RequestRejected,
     check_headers,
     check_section_limits,
+    chunk_size_line,
     field_cost,
     valid_authority,
 )
@@ -33,7 +34,7 @@ from roadrunner.protocols.timer import DeadlineTimer
 
 if TYPE_CHECKING:
     from roadrunner.config import Config
-    from roadrunner.server import ServerState
+    from roadrunner.server_state import ServerState
 
 logger = logging.getLogger("roadrunner.error")
 access_logger = logging.getLogger("roadrunner.access")
@@ -471,22 +472,28 @@ class H1Connection(asyncio.Protocol):
         if len(held) == 1:
             self.loop.call_soon(self.state.flush_held_heads)
 
-    def take_held(self) -> bytes:
-        """The held head and body chunks as one bytes, no longer held (joined once: linear)."""
-        out, body = self.pending_head, self.held_body
+    def take_held(self) -> list[bytes]:
+        """The held head and body pieces, in order, no longer held (the caller joins them once)."""
+        head, body = self.pending_head, self.held_body
         self.pending_head = b""
-        if body is not None:
-            self.held_body = None
-            self.held_size = 0
-            body.insert(0, out)
-            out = b"".join(body)
-        return out
+        if body is None:
+            return [head] if head else []
+        self.held_body = None
+        self.held_size = 0
+        if head:
+            body.insert(0, head)
+        return body
 
     def flush_head(self) -> None:
-        out = self.take_held()
-        if out and not self.transport.is_closing():
-            self.written += len(out)
-            self.transport.write(out)
+        pieces = self.take_held()
+        if pieces and not self.transport.is_closing():
+            self.write_joined(pieces)
+
+    def write_joined(self, pieces: list[bytes]) -> None:
+        """One write of `pieces` joined: one send, and over TLS one record where they fit."""
+        out = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        self.written += len(out)
+        self.transport.write(out)
 
     def write_body(self, data: bytes, end_stream: bool) -> None:
         if self.head_response:
@@ -495,53 +502,61 @@ class H1Connection(asyncio.Protocol):
         if size and self.expected_length is not None:
             if self.sent_length + size > self.expected_length:
                 raise RuntimeError("Response content longer than Content-Length")
+        # RFC 9112 §7.1: a chunk is its size line, its data and a CRLF.
+        size_line = chunk_size_line(size) if self.chunked and size else b""
         if not end_stream and size < JOIN_LIMIT:
             # Small chunks sent back to back leave together when the loop pass ends: one write,
-            # one TLS record and one send, not one each (at most JOIN_LIMIT bytes held).
-            chunk = b"%x\r\n%b\r\n" % (size, data) if self.chunked and size else data
+            # one TLS record and one send, not one each (at most JOIN_LIMIT bytes held). Held
+            # as they are, copied once when joined.
+            framed = len(size_line) + size + 2 if size_line else size
             held = self.held_size + len(self.pending_head)
-            if held + len(chunk) < JOIN_LIMIT:
-                if chunk:
+            if held + framed < JOIN_LIMIT:
+                if framed:
                     self.sent_length += size
                     if not held:
                         self.hold_output()
-                    if self.held_body is None:
-                        self.held_body = [chunk]
+                    pieces = self.held_body
+                    if pieces is None:
+                        self.held_body = pieces = []
+                    if size_line:
+                        pieces += (size_line, data, b"\r\n")
                     else:
-                        self.held_body.append(chunk)
-                    self.held_size += len(chunk)
+                        pieces.append(data)
+                    self.held_size += framed
                 return
-        out = self.take_held()
+        pieces = self.take_held()
         if data:
             self.sent_length += size
             if size >= JOIN_LIMIT:
                 # A large chunk leaves beside its framing in one writev, not copied to join it.
-                if self.chunked:  # RFC 9112 §7.1: size line, data, CRLF (and the last chunk)
-                    framing = out + b"%x\r\n" % size
+                if size_line:
+                    pieces.append(size_line)
+                    framing = b"".join(pieces)
                     tail = b"\r\n0\r\n\r\n" if end_stream else b"\r\n"
                     self.written += len(framing) + size + len(tail)
                     self.transport.writelines((framing, data, tail))
                     return
-                self.written += len(out) + size
-                self.transport.writelines((out, data) if out else (data,))
-                out = b""
-            elif self.chunked:
-                out += b"%x\r\n%b\r\n" % (size, data)
-            elif out:
-                out += data
+                self.written += size
+                if pieces:
+                    out = b"".join(pieces)
+                    self.written += len(out)
+                    self.transport.writelines((out, data))
+                else:
+                    self.transport.writelines((data,))
+                pieces = []
+            elif size_line:
+                pieces += (size_line, data, b"\r\n")
             else:
-                out = data
+                pieces.append(data)
         if end_stream:
             if self.expected_length is not None and self.sent_length < self.expected_length:
-                if out:
-                    self.written += len(out)
-                    self.transport.write(out)
+                if pieces:
+                    self.write_joined(pieces)
                 raise RuntimeError("Response content shorter than Content-Length")
             if self.chunked:
-                out += b"0\r\n\r\n"
-        if out:
-            self.written += len(out)
-            self.transport.write(out)
+                pieces.append(b"0\r\n\r\n")
+        if pieces:
+            self.write_joined(pieces)
 
     def write_trailers(self, headers: Headers) -> None:
         self.flush_head()

@@ -37,6 +37,10 @@ ERROR_BODIES = {
 LINGER_SECONDS = 2.0
 # Body chunks at least this large are not joined to the head or chunk framing (a copy).
 JOIN_LIMIT = 65536
+# The chunk-size lines of the sizes seen (RFC 9112 §7.1: hex size, CRLF): an app's chunks mostly
+# come in a few sizes, and a lookup costs a fraction of formatting one.
+CHUNK_SIZE_LINES: dict[int, bytes] = {}
+CHUNK_SIZE_LINES_LIMIT = 1024
 # What llhttp refuses in a request head and h11 lets through: a control character other than
 # HTAB (RFC 9110 §5.5), a bare CR or LF line end (RFC 9112 §2.2) and obs-fold (RFC 9112 §5.2).
 INVALID_HEAD = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[ \t]")
@@ -189,3 +193,14 @@ def check_headers(
         content_length, transfer_encoding is not None, expect_continue, keep_alive,
         wants_trailers, upgrade, forwarded,
     )
+
+
+def chunk_size_line(size: int) -> bytes:
+    """The hex size and CRLF a chunk of `size` bytes starts with (RFC 9112 §7.1)."""
+    line = CHUNK_SIZE_LINES.get(size)
+    if line is None:
+        line = b"%x\r\n" % size
+        if len(CHUNK_SIZE_LINES) >= CHUNK_SIZE_LINES_LIMIT:
+            CHUNK_SIZE_LINES.clear()
+        CHUNK_SIZE_LINES[size] = line
+    return line
