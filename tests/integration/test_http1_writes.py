@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from roadrunner.protocols.http1 import rules
-from tests.helpers import run_server
+from tests.helpers import raw_request, run_server
 
 CHUNKS = 50
 
@@ -158,3 +158,42 @@ def test_chunks_of_more_sizes_than_the_size_line_cache_holds_are_framed_right() 
             response = client.get("/")
             assert response.headers["transfer-encoding"] == "chunked"
             assert response.content == expected
+
+
+@pytest.mark.parametrize("pieces", [[b"abc"], [b"a", b"b", b"c"], [b"ab", b"", b"c"]])
+def test_a_body_shorter_than_its_content_length_is_sent_then_the_connection_closes(
+    pieces: list[bytes],
+) -> None:
+    """As uvicorn: send() raises "Response content shorter than Content-Length" to the app, what
+    it sent still leaves, and the connection closes (the client cannot mistake it for whole)."""
+    raised: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"10")]})
+        for piece in pieces[:-1]:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        try:
+            await send({"type": "http.response.body", "body": pieces[-1]})
+        except RuntimeError as exc:
+            raised.append(str(exc))
+            raise
+
+    with run_server(app) as running:
+        response = raw_request(running.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"content-length: 10" in head.lower()
+    assert body == b"abc"  # and then the close: the pipelined second request is not answered
+    assert raised == ["Response content shorter than Content-Length"]
+
+
+def test_a_body_longer_than_its_content_length_is_refused() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ab", "more_body": True})
+        await send({"type": "http.response.body", "body": b"c"})
+
+    with run_server(app) as running:
+        response = raw_request(running.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert body == b"ab"

@@ -45,6 +45,7 @@ Headers = list[tuple[bytes, bytes]]
 # Encoded response header lines by (name, value): responses repeat the same few. Bounded.
 HEADER_LINES: dict[tuple[bytes, bytes], bytes] = {}
 HEADER_LINES_LIMIT = 4096
+SHORT_BODY = "Response content shorter than Content-Length"
 
 
 class H1Connection(asyncio.Protocol):
@@ -491,9 +492,12 @@ class H1Connection(asyncio.Protocol):
 
     def write_joined(self, pieces: list[bytes]) -> None:
         """One write of `pieces` joined: one send, and over TLS one record where they fit."""
+        if not pieces:
+            return
         out = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        self.written += len(out)
-        self.transport.write(out)
+        if out:
+            self.written += len(out)
+            self.transport.write(out)
 
     def write_body(self, data: bytes, end_stream: bool) -> None:
         if self.head_response:
@@ -524,6 +528,23 @@ class H1Connection(asyncio.Protocol):
                         pieces.append(data)
                     self.held_size += framed
                 return
+        if self.held_body is None and size < JOIN_LIMIT:
+            # At most the head held (a response of one or two messages): concatenated, no list.
+            out = self.pending_head
+            self.pending_head = b""
+            if size:
+                self.sent_length += size
+                out += size_line + data + b"\r\n" if size_line else data
+            if end_stream:
+                if self.body_short():
+                    self.write_joined([out])
+                    raise RuntimeError(SHORT_BODY)
+                if self.chunked:
+                    out += b"0\r\n\r\n"
+            if out:
+                self.written += len(out)
+                self.transport.write(out)
+            return
         pieces = self.take_held()
         if data:
             self.sent_length += size
@@ -549,14 +570,17 @@ class H1Connection(asyncio.Protocol):
             else:
                 pieces.append(data)
         if end_stream:
-            if self.expected_length is not None and self.sent_length < self.expected_length:
-                if pieces:
-                    self.write_joined(pieces)
-                raise RuntimeError("Response content shorter than Content-Length")
+            if self.body_short():
+                self.write_joined(pieces)
+                raise RuntimeError(SHORT_BODY)
             if self.chunked:
                 pieces.append(b"0\r\n\r\n")
         if pieces:
             self.write_joined(pieces)
+
+    def body_short(self) -> bool:
+        """At the body's end: shorter than its Content-Length (the app's error, raised to it)."""
+        return self.expected_length is not None and self.sent_length < self.expected_length
 
     def write_trailers(self, headers: Headers) -> None:
         self.flush_head()
