@@ -18,6 +18,9 @@ class MessageSizeLimit(Extension):
 
     Installed as an always-enabled, never-negotiated extension behind permessage-deflate so it
     sees every inbound data frame as wsproto delivers it, before a message is assembled.
+    A data frame that belongs to no message (a continuation outside one, a new message inside
+    another) is not counted: wsproto fails it with 1002. Its state is the same whether or not
+    it saw the complete messages before (the fast path hands those past it).
     """
 
     name = "roadrunner-message-size"
@@ -26,6 +29,7 @@ class MessageSizeLimit(Extension):
         self.max_size = max_size
         self.size = 0
         self.counting = False
+        self.in_message = False  # a first frame without FIN arrived, its final one has not
 
     def enabled(self) -> bool:
         return True
@@ -38,8 +42,14 @@ class MessageSizeLimit(Extension):
         payload_length: int,
     ) -> CloseReason | RsvBits:
         # Control frames may interleave with a fragmented message (RFC 6455 §5.4).
-        self.counting = not opcode.iscontrol()
-        if opcode is not Opcode.CONTINUATION and self.counting:
+        if opcode.iscontrol():
+            self.counting = False
+            return RsvBits(False, False, False)
+        # §5.4: a message is one frame with FIN, or a first frame and continuations up to FIN.
+        # A frame out of that order is a protocol error (1002), not part of any message's size.
+        # (wsproto calls this again for the same header while the header is incomplete.)
+        self.counting = (opcode is Opcode.CONTINUATION) is self.in_message
+        if self.counting and not self.in_message:
             self.size = 0
         return RsvBits(False, False, False)
 
@@ -55,6 +65,8 @@ class MessageSizeLimit(Extension):
     def frame_inbound_complete(
         self, proto: FrameDecoder | FrameProtocol, fin: bool
     ) -> bytes | CloseReason | None:
+        if self.counting:
+            self.in_message = not fin
         return None
 
 

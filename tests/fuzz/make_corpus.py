@@ -61,6 +61,12 @@ def websocket_seeds() -> list[bytes]:
         b"\x01" + ws_frame(text, deflated(b"compressed " * 20), rsv1=True) + ws_frame(text, b"plain"),
         b"\x18" + ws_frame(text, b"\xce\xbb") + ws_frame(text, b"\xff bad utf-8"),
         b"\x04" + ws_frame(binary, b"z" * 70000) + ws_frame(0xA, b"pong"),
+        # A continuation with no message in progress, after a fast-path and after a wsproto
+        # message (a disagreement make fuzz found: 1002 served, 1009 through wsproto alone).
+        b"\x00" + ws_frame(text, b"abcde") + bytes((0x00, 0xFF)) + struct.pack("!Q", 1 << 55)
+        + bytes(4) + b"z" * 125,
+        b"\x00" + ws_frame(text, b"f" * 50, fin=False) + ws_frame(0x0, b"g" * 50)
+        + ws_frame(0x0, b"z" * 100),
     ]
 
 

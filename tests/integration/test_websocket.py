@@ -558,6 +558,31 @@ def test_messages_before_a_violation_are_answered_first() -> None:
         assert client.read_close() == 1002
 
 
+@pytest.mark.parametrize(
+    "first",
+    [frame(0x1, b"f" * 50, fin=False) + frame(0x0, b"g" * 50),  # assembled by wsproto
+     frame(0x1, b"f" * 50 + b"g" * 50)],  # one frame: the fast path takes it
+    ids=["fragmented", "single-frame"],
+)
+@pytest.mark.parametrize(
+    "stray",
+    [frame(0x0, b"z" * 100),  # FIN, all of it
+     bytes((0x00, 0xFF)) + struct.pack("!Q", 1 << 55) + bytes(4) + b"z" * 100],  # 2**55 declared
+    ids=["complete", "64-bit-length"],
+)
+def test_continuation_after_a_finished_message_is_1002(first: bytes, stray: bytes) -> None:
+    # RFC 6455 §5.4: a continuation with no message in progress is a protocol error (1002),
+    # not a message too big (1009): the finished message's 100 bytes are not its size, and
+    # the code does not depend on which path read that message.
+    with run_server(echo_app, ws_max_size=125) as server:
+        client = RawClient(server.port)
+        client.send(first)
+        assert client.read_frame() == (0x1, b"f" * 50 + b"g" * 50)
+        client.send(stray)
+        assert client.read_close() == 1002
+        assert client.at_eof()
+
+
 def test_fragments_and_interleaved_ping_are_reassembled() -> None:
     with run_server(echo_app) as server:
         client = RawClient(server.port)

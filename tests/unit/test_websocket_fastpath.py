@@ -19,7 +19,7 @@ from wsproto.connection import Connection
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 from wsproto.frame_protocol import XorMaskerSimple
 
-from roadrunner.asgi import websocket_fastpath
+from roadrunner.asgi import websocket_fastpath, websocket_stream
 from roadrunner.asgi.websocket_fastpath import (
     _unmask_translate,
     encode_frame,
@@ -106,8 +106,12 @@ async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 def exchange(
     chunks: list[bytes], *, max_size: int = 16 * 1024 * 1024, extensions: bytes | None = None,
+    fast: bool = True,
 ) -> tuple[list[Event], RecordingTransport]:
-    """Feed chunks to an echo WebSocketStream; the server's frames as wsproto client events."""
+    """Feed chunks to an echo WebSocketStream; the server's frames as wsproto client events.
+
+    fast=False switches the fast path off: every byte goes through wsproto (the reference).
+    """
 
     async def main() -> RecordingTransport:
         config = Config(app="tests:app", ws_max_size=max_size, ws_ping_interval=None)
@@ -127,7 +131,13 @@ def exchange(
         await asyncio.wait_for(task, 5)
         return transport
 
-    transport = asyncio.run(main())
+    served = websocket_stream.parse_frames
+    if not fast:
+        websocket_stream.parse_frames = lambda data, max_size, deliver: 0
+    try:
+        transport = asyncio.run(main())
+    finally:
+        websocket_stream.parse_frames = served
     client = Connection(ConnectionType.CLIENT)
     client.receive_data(bytes(transport.written))
     return list(client.events()), transport
@@ -345,3 +355,92 @@ def test_common_frames_bypass_wsproto_and_odd_ones_reach_it(monkeypatch: pytest.
     assert texts(events) == ["a", b"b", "c", "d"]
     # Only the chunk starting with the ping went through wsproto; it was idle again for "d".
     assert fed == [second]
+
+
+# -- parity with wsproto alone: a data frame that belongs to no message ---------------------------
+
+
+def cont_head(length: int, fin: bool = False) -> bytes:
+    """A masked continuation frame header declaring a 64-bit length (RFC 6455 §5.2), zero key."""
+    return bytes(((0x80 if fin else 0) | CONT, 0xFF)) + struct.pack("!Q", length) + bytes(4)
+
+
+# `make fuzz` (tests/fuzz/fuzz_websocket.py, option byte 0: no deflate, ws_max_size 125, one
+# read): a fast-path text frame of 5 bytes, then a continuation (FIN 0) declaring ~2**55 bytes
+# of which 125 arrive. Served: 1002; wsproto alone: 1009 (the 5 bytes of the finished message
+# were still counted against the continuation).
+FUZZ_STRAY_CONTINUATION = bytes.fromhex(
+    "818500000100070000000000ff008185000001000700000000" + "7a" * 65 + "807a" + "7a" * 16
+    + "7eff00ff8185040000ff00ff81850400000000ff007eff00ff8185040000ff00ff81850400000000ff00"
+)
+assert len(FUZZ_STRAY_CONTINUATION) == 150
+
+FRAGMENTED_100 = frame(TEXT, b"f" * 50, fin=False) + frame(CONT, b"g" * 50)  # through wsproto
+
+STRAY_CASES = {
+    "fuzz-input": [FUZZ_STRAY_CONTINUATION],
+    # §5.4: a continuation with no message in progress; what arrived of it fits the limit.
+    "fast-then-stray-64bit": [frame(TEXT, b"abcde") + cont_head(1 << 55) + b"z" * 125],
+    "fast-then-stray-fin": [frame(TEXT, b"abcde") + frame(CONT, b"z" * 125)],
+    # ... more of it than the limit arrived in the same read: still no message to count it in.
+    "fast-then-stray-over-limit": [frame(TEXT, b"abcde") + cont_head(1 << 20) + b"z" * 200],
+    # §5.2: a 64-bit length with the most significant bit set, on a stray continuation.
+    "fast-then-stray-top-bit": [frame(TEXT, b"abcde") + cont_head(1 << 63) + b"z" * 10],
+    # A message assembled by wsproto, then a stray continuation (wsproto alone, both ways).
+    "fragmented-then-stray": [FRAGMENTED_100 + frame(CONT, b"z" * 100)],
+    # wsproto counted 100, the fast path took the next message: the count it left was stale.
+    "fragmented-fast-then-stray": [FRAGMENTED_100, frame(TEXT, b"abcde") + frame(CONT, b"z" * 100)],
+    "fragmented-fast-then-stray-64bit": [
+        FRAGMENTED_100, frame(BINARY, b"abcde") + cont_head(1 << 40) + b"z" * 100],
+    # §5.4: a new data frame inside a fragmented message, more of it than the limit in one read.
+    "nested-message-over-limit": [frame(TEXT, b"a", fin=False) + frame(BINARY, b"b" * 200)],
+}
+
+
+def served_and_plain(
+    chunks: list[bytes], max_size: int, extensions: bytes | None
+) -> tuple[list[Event], list[Event]]:
+    """The client's view of the same reads as served and through wsproto alone."""
+    from wsproto.extensions import PerMessageDeflate
+
+    def events_of(transport: RecordingTransport) -> list[Event]:
+        client_deflate = PerMessageDeflate()
+        client_deflate.finalize("permessage-deflate")  # the server compresses its echoes
+        client = Connection(ConnectionType.CLIENT, extensions=[client_deflate] if extensions else [])
+        client.receive_data(bytes(transport.written))
+        return list(client.events())
+
+    served = exchange(chunks, max_size=max_size, extensions=extensions)[1]
+    plain = exchange(chunks, max_size=max_size, extensions=extensions, fast=False)[1]
+    return events_of(served), events_of(plain)
+
+
+@pytest.mark.parametrize("chunks", list(STRAY_CASES.values()), ids=list(STRAY_CASES))
+@pytest.mark.parametrize("cut", ["as-read", "per-byte"])
+@pytest.mark.parametrize("extensions", [None, b"permessage-deflate"])
+def test_frame_outside_a_message_is_1002_with_and_without_the_fast_path(
+    chunks: list[bytes], cut: str, extensions: bytes | None
+) -> None:
+    # RFC 6455 §5.4 / §7.4.1: a fragment that continues no message (or starts one inside
+    # another) is a protocol error, 1002, whatever came before it and however much of it
+    # arrived; not 1009, it is no message too big.
+    if cut == "per-byte":
+        chunks = byte_by_byte(b"".join(chunks))
+    served, plain = served_and_plain(chunks, 125, extensions)
+    assert served == plain
+    assert close_code(served) == 1002
+    assert texts(served)[-1:] in ([], ["\x07\x00\x01\x00\x00"], ["abcde"], [b"abcde"],
+                                  ["f" * 50 + "g" * 50])
+
+
+@pytest.mark.parametrize("extensions", [None, b"permessage-deflate"])
+def test_size_limit_still_counts_continuations_inside_a_message(extensions: bytes | None) -> None:
+    # The limit is per message (RFC 6455 §7.4.1 1009): each message starts from zero, the
+    # continuations of one add up, whether the previous message went through the fast path.
+    ok = frame(TEXT, b"a" * 125)
+    over = frame(TEXT, b"b" * 60, fin=False) + frame(PING, b"p") + frame(CONT, b"c" * 66)
+    for chunks in ([ok, over], [ok + over], byte_by_byte(ok + over)):
+        served, plain = served_and_plain(chunks, 125, extensions)
+        assert served == plain
+        assert texts(served) == ["a" * 125]
+        assert close_code(served) == 1009
