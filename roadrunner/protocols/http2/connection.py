@@ -70,8 +70,8 @@ class Http2Connection(ConnectionLifetime, asyncio.Protocol):
         self.root_path = config.root_path
         self.asgi_info = asgi_info(config.asgi_version)
         self.h2 = new_state(config)
-        self.streams: dict[int, H2StreamTransport] = {}
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.streams = {}
+        self.transport = None  # type: ignore[assignment]
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
         self.scheme = "https"
@@ -85,8 +85,8 @@ class Http2Connection(ConnectionLifetime, asyncio.Protocol):
         self.written = 0  # bytes handed to the transport (the response-send pace guard)
         self.held_heads: list[H2StreamTransport] = []  # see H2StreamTransport.write_head
         self.deferred: list[H2StreamTransport] = []  # see H2StreamTransport.write_body
-        self.preface_timer: asyncio.TimerHandle | None = None
-        self.idle_timer: asyncio.TimerHandle | None = None
+        self.preface_timer = None
+        self.idle_timer = None
         self.idle_since = 0.0  # loop time the connection last became idle (no streams)
         self.resets = RateGuard(config.h2_max_reset_rate)
         self.pings = RateGuard(config.h2_max_ping_rate)
