@@ -78,9 +78,13 @@ class ServerState:
             task = asyncio.Task(coro, loop=loop, name=REQUEST_TASK_NAME)
         else:
             task = loop.create_task(coro)  # a factory the app installed (eager tasks, say)
-        self.tasks.add(task)
-        if not self_removing:
-            task.add_done_callback(self.tasks.discard)
+        # An eager task (a factory the app installed) may have run to its end already, its
+        # `finally` gone by: registering it then would keep it in `tasks` for good (shutdown
+        # would wait on it, --limit-concurrency would count it).
+        if not task.done():
+            self.tasks.add(task)
+            if not self_removing:
+                task.add_done_callback(self.tasks.discard)
         self.total_requests += 1
         return task
 
