@@ -39,7 +39,7 @@ class ServerState:
         # The same defaults pre-encoded for HTTP/1.1 heads, refreshed with the Date header.
         self.default_header_names: frozenset[bytes] = frozenset()
         self.default_header_block = b""
-        # Response fields an HTTP/1.1 head cannot copy through as they are.
+        # H1_FRAMING_FIELDS and the default header names: fields write_head looks at.
         self.h1_response_fields_of_interest: frozenset[bytes] = H1_FRAMING_FIELDS
         # HTTP/1.1 connections holding a response head back for its first body chunk: one
         # callback per loop pass flushes those still waiting (not one callback per response).

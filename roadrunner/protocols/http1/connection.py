@@ -318,8 +318,7 @@ class H1Connection(asyncio.Protocol):
             + b"content-length: %d\r\n\r\n" % len(body)
             + body
         )
-        self.written += len(out)
-        self.transport.write(out)
+        self.write_out(out)
         self.close_connection(linger=True)
 
     def close_connection(self, linger: bool = False) -> None:
@@ -396,8 +395,7 @@ class H1Connection(asyncio.Protocol):
         if self.active is None or self.active.scope["http_version"] != "1.1":
             return  # RFC 9110 §15.2: no 1xx to HTTP/1.0 clients
         out = STATUS_LINES[status] + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
-        self.written += len(out)
-        self.transport.write(out)
+        self.write_out(out)
 
     def write_head(self, status: int, headers: Headers, end_stream: bool) -> None:
         stream = self.active
@@ -492,9 +490,11 @@ class H1Connection(asyncio.Protocol):
 
     def write_joined(self, pieces: list[bytes]) -> None:
         """One write of `pieces` joined: one send, and over TLS one record where they fit."""
-        if not pieces:
-            return
-        out = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if pieces:
+            self.write_out(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+
+    def write_out(self, out: bytes) -> None:
+        """Hand `out` to the transport (if any), counted for the response-send pace guard."""
         if out:
             self.written += len(out)
             self.transport.write(out)
@@ -537,13 +537,11 @@ class H1Connection(asyncio.Protocol):
                 out += size_line + data + b"\r\n" if size_line else data
             if end_stream:
                 if self.body_short():
-                    self.write_joined([out])
+                    self.write_out(out)
                     raise RuntimeError(SHORT_BODY)
                 if self.chunked:
                     out += b"0\r\n\r\n"
-            if out:
-                self.written += len(out)
-                self.transport.write(out)
+            self.write_out(out)
             return
         pieces = self.take_held()
         if data:
@@ -587,8 +585,7 @@ class H1Connection(asyncio.Protocol):
         if self.chunked:
             # RFC 9112 §7.1.2: trailer section after the last chunk.
             out = b"0\r\n" + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
-            self.written += len(out)
-            self.transport.write(out)
+            self.write_out(out)
         else:
             self.write_body(b"", True)
 
