@@ -35,7 +35,7 @@ from h2.events import ConnectionTerminated, DataReceived, StreamEnded, StreamRes
 
 from bench.gate import BASELINE
 from bench.gate import run as gate_run
-from bench.http1 import encode_request
+from bench.http1 import encode_request, parse_response
 from bench.process import free_port
 from bench.scenarios import SCENARIOS, LoadScenario, Request
 from bench.servers import SERVERS, Launch
@@ -94,49 +94,21 @@ def request_bytes(path: str) -> bytes:
 
 def read_response(sock: socket.socket, buffer: bytearray) -> bytes:
     """Read one response off a keep-alive connection, framed by Content-Length or chunked
-    (RFC 9112 §7.1; no trailers, no chunk extensions: the bench apps send none); its body."""
+    (bench.http1.parse_response); its body."""
     while True:
         end = buffer.find(b"\r\n\r\n")
         if end != -1:
             head = bytes(buffer[:end]).lower()
-            match = re.search(rb"\r\ncontent-length: *(\d+)", head)
-            if match is not None:
-                total = end + 4 + int(match.group(1))
-                if len(buffer) >= total:
-                    body = bytes(buffer[end + 4:total])
-                    del buffer[:total]
-                    return body
-            elif re.search(rb"\r\ntransfer-encoding: *chunked", head) is None:
+            if re.search(rb"\r\n(content-length: *\d|transfer-encoding: *chunked)", head) is None:
                 raise RuntimeError(f"neither content-length nor chunked in {head!r}")
-            else:
-                body = dechunk(buffer, end + 4)
-                if body is not None:
-                    return body
+            response = parse_response(bytes(buffer))
+            if response is not None:
+                del buffer[:response.size]
+                return response.body
         chunk = sock.recv(65536)
         if not chunk:
             raise ConnectionError("server closed the connection")
         buffer += chunk
-
-
-def dechunk(buffer: bytearray, start: int) -> bytes | None:
-    """The chunked body from `start` once it is all in `buffer` (then taken off it), else None."""
-    body = bytearray()
-    position = start
-    while True:
-        line_end = buffer.find(b"\r\n", position)
-        if line_end == -1:
-            return None
-        size = int(bytes(buffer[position:line_end]), 16)
-        data_start = line_end + 2
-        if size == 0:
-            if len(buffer) < data_start + 2:
-                return None
-            del buffer[:data_start + 2]  # the last chunk and the empty trailer section
-            return bytes(body)
-        if len(buffer) < data_start + size + 2:
-            return None
-        body += buffer[data_start:data_start + size]
-        position = data_start + size + 2
 
 
 class Client:
