@@ -56,6 +56,7 @@ class Scenario:
     warmup: int = 400
     requests: int = 4000
     lockstep: bool = False  # one request in flight in all, not one per connection
+    pipeline: int = 1  # h1: requests written back to back per connection before reading
     idle: float = 0.0  # seconds of idle counting, to take the idle cost per second out
 
     @property
@@ -64,7 +65,8 @@ class Scenario:
         request = self.request
         return (f"{self.protocol} {request.method} {request.path} ({len(request.body)} B body), "
                 f"{self.requests} requests over {self.connections} connections"
-                f"{' in lockstep' if self.lockstep else ''} after {self.warmup} warm-up"
+                f"{' in lockstep' if self.lockstep else ''}"
+                f"{f' x {self.pipeline} pipelined' if self.pipeline > 1 else ''} after {self.warmup} warm-up"
                 f"{', idle cost per second taken out' if self.idle else ''}")
 
 
@@ -156,17 +158,27 @@ class Client:
 
 
 class H1Client(Client):
+    """`pipeline` requests in one write per turn, then their `pipeline` responses read (each
+    turn counts as `pipeline` requests)."""
+
     def __init__(self, port: int, connections: int, request: Request,
-                 lockstep: bool = False) -> None:
+                 lockstep: bool = False, pipeline: int = 1) -> None:
         super().__init__(port, connections, request, lockstep)
-        self.payload = encode_request(request, HOST)
+        self.pipeline = pipeline
+        self.payload = encode_request(request, HOST) * pipeline
         self.buffers = [bytearray() for _ in self.socks]
+
+    def run(self, requests: int) -> None:
+        super().run(requests // self.pipeline)
 
     def send(self, index: int) -> None:
         self.socks[index].sendall(self.payload)
 
     def receive(self, index: int) -> bytes:
-        return read_response(self.socks[index], self.buffers[index])
+        body = b""
+        for _ in range(self.pipeline):
+            body = read_response(self.socks[index], self.buffers[index])
+        return body
 
 
 class H2Client(Client):
@@ -214,8 +226,10 @@ class H2Client(Client):
 
 
 def client(scenario: Scenario, port: int) -> Client:
-    kind = H2Client if scenario.protocol == "h2c" else H1Client
-    return kind(port, scenario.connections, scenario.request, scenario.lockstep)
+    if scenario.protocol == "h2c":
+        return H2Client(port, scenario.connections, scenario.request, scenario.lockstep)
+    return H1Client(port, scenario.connections, scenario.request, scenario.lockstep,
+                    scenario.pipeline)
 
 
 def drive(port: int, path: str, connections: int, requests: int) -> None:
@@ -322,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=400)
     parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--pipeline", type=int, default=1,
+                        help="h1: requests written back to back per connection (as pipelined_h1)")
     parser.add_argument("--keep", type=Path, help="copy each dump here (for callgrind_annotate)")
     args = parser.parse_args(argv)
     if args.check or args.record:
@@ -330,11 +346,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         lambda name: measure("roadrunner", GATE[name], args.keep), args.repeat,
                         path=args.baseline)
     scenario = Scenario("custom", Request(path=args.path), connections=args.connections,
-                        warmup=args.warmup, requests=args.requests)
+                        warmup=args.warmup, requests=args.requests, pipeline=args.pipeline)
     for server in args.server or ["roadrunner", "uvicorn"]:
         per_request = measure(server, scenario, args.keep)
-        print(f"{server}: {per_request:,.0f} instructions per request ({args.path}, "
-              f"{args.requests} requests over {args.connections} connections)")
+        print(f"{server}: {per_request:,.0f} instructions per request ({scenario.settings})")
     return 0
 
 

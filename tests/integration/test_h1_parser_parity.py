@@ -124,6 +124,11 @@ PARITY_CASES: dict[str, tuple[bytes, int, bool, bytes | None]] = {
     "chunked_then_other_field": (
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n", 400, True, None
     ),
+    # Found by `make fuzz-ci`: chunked applied twice, another field between (RFC 9112 §6.1: a 400).
+    "chunked_twice_field_between": (
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\n\r\n", 400, True, None
+    ),
     "chunked_then_htab": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\t\r\n\r\n", 400, True, None),
     # RFC 9112 §9.6: nothing is read after a request that closes the connection.
     "bytes_after_close": (

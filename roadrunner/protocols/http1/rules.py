@@ -58,9 +58,10 @@ AUTHORITY = re.compile(rb"[-A-Za-z0-9._~%!$&'()*+,;=:@\[\]]+")
 ABSOLUTE_FORM = re.compile(rb"[A-Za-z]+://")  # llhttp: a scheme of letters
 # h11 answers 501 for an empty Transfer-Encoding; llhttp 400, as RFC 9112 §6.3 wants (no chunked).
 EMPTY_TE = re.compile(rb"\ntransfer-encoding:[ \t]*\r?\n", re.I)
-# RFC 9112 §6.3: chunked not last in a request is a 400 (llhttp; h11 says 501).
+# RFC 9112 §6.3: chunked not last in a request (a coding after it, or a later Transfer-Encoding
+# field, lines between it and that field included) is a 400 (llhttp; h11 says 501).
 TE_NOT_LAST = re.compile(
-    rb"\ntransfer-encoding:(?:[^\r\n]*,)?[ \t]*chunked[ \t]*(?:,|\r?\n(?:[^\r\n]*\n)*?transfer-encoding[ \t]*:)", re.I
+    rb"\ntransfer-encoding:(?:[^\r\n]*,)?[ \t]*chunked[ \t]*(?:,|\r?\n(?:[^\n]*\n)*?transfer-encoding[ \t]*:)", re.I
 )
 TE_FIELD = re.compile(rb"\ntransfer-encoding[ \t]*:", re.I)
 CL_FIELD = re.compile(rb"\ncontent-length[ \t]*:", re.I)
