@@ -92,7 +92,7 @@ class ServerState:
         # Swapped out first: should a write raise, later heads still get a callback scheduled.
         held, self.held_heads = self.held_heads, []
         for connection in held:
-            connection.flush_head()
+            connection.flush_held()
 
     def set_default_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
         self.default_headers = headers

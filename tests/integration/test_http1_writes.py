@@ -197,3 +197,137 @@ def test_a_body_longer_than_its_content_length_is_refused() -> None:
     head, _, body = response.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ")
     assert body == b"ab"
+
+
+PIPELINED = 16
+
+
+def read_responses(client: RecordCountingClient, count: int) -> bytes:
+    """Read until `count` responses of streaming_app's short body ("ok") have come."""
+    data = b""
+    while data.count(b"\r\n\r\nok") < count:
+        try:
+            data += client.tls.read(65536)
+        except ssl.SSLWantReadError:
+            client.receive()
+    return data
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_pipelined_responses_answered_back_to_back_leave_together(
+    tls_files: dict[str, str], loop: str, http: str
+) -> None:
+    """16 pipelined requests the app answers at once: their responses leave in one write (one
+    TLS record, one send) or a few, not one each; in order, each whole."""
+    with run_server(streaming_app, loop=loop, http=http, ssl_certfile=tls_files["certfile"],
+                    ssl_keyfile=tls_files["keyfile"]) as server:
+        client = RecordCountingClient(server.port, tls_files["cafile"])
+        try:
+            client.exchange(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 2)  # takes the session tickets
+            before = client.records
+            client.tls.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * PIPELINED)
+            client.flush()
+            data = read_responses(client, PIPELINED)
+            responses = data.split(b"HTTP/1.1 ")[1:]
+            assert len(responses) == PIPELINED
+            assert all(r.startswith(b"200 OK\r\n") and r.endswith(b"\r\n\r\nok") for r in responses)
+            assert client.records - before <= 3, client.records - before
+        finally:
+            client.sock.close()
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_a_pipelined_response_leaves_while_the_next_one_waits(http: str) -> None:
+    """Held for the next pipelined response only while that one is answered at once: behind an
+    app that waits, the earlier response is not held back."""
+    release = threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while scope["path"] == "/wait" and not release.is_set():
+            await asyncio.sleep(0.01)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": scope["path"][1:3].encode()})
+
+    with run_server(app, http=http) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            try:
+                sock.sendall(b"GET /aa HTTP/1.1\r\nHost: x\r\n\r\nGET /wait HTTP/1.1\r\nHost: x\r\n\r\n"
+                             b"GET /bb HTTP/1.1\r\nHost: x\r\n\r\n")
+                data = b""
+                while not data.endswith(b"\r\n\r\naa"):
+                    chunk = sock.recv(4096)  # times out (fails) if held behind /wait
+                    assert chunk, "connection closed before the first response"
+                    data += chunk
+                release.set()
+                while not data.endswith(b"\r\n\r\nbb"):
+                    chunk = sock.recv(4096)
+                    assert chunk, "connection closed before the last response"
+                    data += chunk
+                assert [r[-2:] for r in data.split(b"HTTP/1.1 200 OK")[1:]] == [b"aa", b"wa", b"bb"]
+            finally:
+                release.set()
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_a_100_continue_leaves_after_the_pipelined_response_before_it(http: str) -> None:
+    """RFC 9112 §9.3.2: responses in request order; an interim 100 Continue for a pipelined
+    request comes after the earlier response, however that one was held."""
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body) + 2).encode())]})
+        await send({"type": "http.response.body", "body": b"ok" + body})
+
+    with run_server(app, http=http) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+                         b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+            data = b""
+            while b"100 Continue\r\n\r\n" not in data:
+                chunk = sock.recv(4096)
+                assert chunk, "connection closed before the 100 Continue"
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+            first, _, interim = data.partition(b"HTTP/1.1 100 Continue")
+            assert first.endswith(b"\r\n\r\nok") and interim == b"\r\n\r\n"
+            sock.sendall(b"abc")
+            data = b""
+            while not data.endswith(b"okabc"):
+                chunk = sock.recv(4096)
+                assert chunk, "connection closed before the second response"
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_pipelined_responses_past_the_carry_limit_each_arrive_whole(http: str) -> None:
+    """rules.CARRY_LIMIT bounds what pipelined responses hold for each other: responses larger
+    than it together (and one larger by itself) still arrive whole and in order."""
+    sizes = [rules.CARRY_LIMIT // 3, rules.CARRY_LIMIT // 3, rules.CARRY_LIMIT // 2, 10,
+             rules.CARRY_LIMIT + 1, 10, rules.CARRY_LIMIT - 200, 7]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        index = int(scope["path"][1:])
+        body = bytes([65 + index]) * sizes[index]
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+
+    with run_server(app, http=http) as server:
+        requests = b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(len(sizes) - 1))
+        last = b"GET /%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % (len(sizes) - 1)
+        response = raw_request(server.port, requests + last)
+    bodies = []
+    while response:
+        head, _, rest = response.partition(b"\r\n\r\n")
+        length = int(head.lower().partition(b"content-length: ")[2].split(b"\r\n")[0])
+        bodies.append(rest[:length])
+        response = rest[length:]
+    assert bodies == [bytes([65 + i]) * size for i, size in enumerate(sizes)]

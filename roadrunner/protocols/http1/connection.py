@@ -18,6 +18,7 @@ from roadrunner.asgi.scope import asgi_info, http_scope
 from roadrunner.asgi.stream import HTTPStream
 from roadrunner.logging import escape_control
 from roadrunner.protocols.http1.rules import (
+    CARRY_LIMIT,
     ERROR_BODIES,
     JOIN_LIMIT,
     LINGER_SECONDS,
@@ -61,6 +62,7 @@ class H1Connection(asyncio.Protocol):
         "body_received", "chunked", "expected_length", "sent_length", "response_keep_alive",
         "head_response", "pending_head", "upgraded_to", "draining", "shedding", "last_request",
         "reads_done", "deferred_error", "written", "discarding", "held_body", "held_size",
+        "held_registered", "carrying",
     )
 
     def __init__(
@@ -114,6 +116,9 @@ class H1Connection(asyncio.Protocol):
         # Small body chunks held back with the head until the loop pass ends (write_body).
         self.held_body: list[bytes] | None = None
         self.held_size = 0
+        self.held_registered = False  # in ServerState.held_heads, to be flushed this loop pass
+        # A pipelined response's end held for the next one's (write_body): kept one more pass.
+        self.carrying = False
         self.body_received = 0
         self.upgraded_to: asyncio.Protocol | None = None  # set when an Upgrade took the socket
         # RFC 9112 §9.6: no request is read after one that ends the connection (close, 1.0).
@@ -311,6 +316,7 @@ class H1Connection(asyncio.Protocol):
         self.send_error(status)
 
     def send_error(self, status: int) -> None:
+        self.flush_head()  # what earlier pipelined responses still hold leaves first
         body = ERROR_BODIES.get(status, b"Error")
         out = (
             STATUS_LINES[status]
@@ -333,6 +339,7 @@ class H1Connection(asyncio.Protocol):
         transport = self.transport
         if transport.is_closing():
             return
+        self.flush_head()
         if transport.get_write_buffer_size():
             # The transport closes once its buffer is out: only as soon as the client reads.
             self.state.send_pace.watch(self)
@@ -394,6 +401,7 @@ class H1Connection(asyncio.Protocol):
     def write_informational(self, status: int, headers: Headers) -> None:
         if self.active is None or self.active.scope["http_version"] != "1.1":
             return  # RFC 9110 §15.2: no 1xx to HTTP/1.0 clients
+        self.flush_head()  # earlier pipelined responses first (RFC 9112 §9.3.2)
         out = STATUS_LINES[status] + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
         self.write_out(out)
 
@@ -461,15 +469,42 @@ class H1Connection(asyncio.Protocol):
         self.sent_length = 0
         # Hold the head so the first body chunk leaves in the same write (one syscall for a
         # small response); flush it on the next loop pass if no body comes right away.
-        self.pending_head = b"".join(parts)
+        head = b"".join(parts)
+        # Behind what earlier pipelined responses still hold, if any (carry).
+        self.pending_head = self.pending_head + head if self.pending_head else head
         self.hold_output()
 
     def hold_output(self) -> None:
         """Flush what is held (the head, small body chunks) on the next loop pass."""
+        if self.held_registered:
+            return
+        self.held_registered = True
         held = self.state.held_heads
         held.append(self)
         if len(held) == 1:
             self.loop.call_soon(self.state.flush_held_heads)
+
+    def flush_held(self) -> None:
+        """The loop pass ended (ServerState.flush_held_heads): write what is held, unless a
+        pipelined response ended in that pass and the next one is running: hold on for it."""
+        self.held_registered = False
+        if self.carrying:
+            self.carrying = False
+            self.hold_output()
+        else:
+            self.flush_head()
+
+    def carry(self, out: bytes) -> bool:
+        """Hold a finished response's bytes (all that is held) for the next pipelined one's
+        head, so that responses the app answers back to back leave in one write (one send;
+        over TLS, one record) of up to CARRY_LIMIT bytes. They leave on the first loop pass
+        that ends without another response done: an app that waits delays nothing."""
+        if not self.keep_alive or len(out) >= CARRY_LIMIT:
+            return False
+        self.pending_head = out
+        self.carrying = True
+        self.hold_output()
+        return True
 
     def take_held(self) -> list[bytes]:
         """The held head and body pieces, in order, no longer held (the caller joins them once)."""
@@ -541,6 +576,8 @@ class H1Connection(asyncio.Protocol):
                     raise RuntimeError(SHORT_BODY)
                 if self.chunked:
                     out += b"0\r\n\r\n"
+                if self.pipeline and self.carry(out):
+                    return
             self.write_out(out)
             return
         pieces = self.take_held()
@@ -573,6 +610,11 @@ class H1Connection(asyncio.Protocol):
                 raise RuntimeError(SHORT_BODY)
             if self.chunked:
                 pieces.append(b"0\r\n\r\n")
+            if self.pipeline and pieces:
+                out = b"".join(pieces)
+                if not self.carry(out):
+                    self.write_out(out)
+                return
         if pieces:
             self.write_joined(pieces)
 

@@ -37,6 +37,9 @@ ERROR_BODIES = {
 LINGER_SECONDS = 2.0
 # Body chunks at least this large are not joined to the head or chunk framing (a copy).
 JOIN_LIMIT = 65536
+# Pipelined responses answered back to back are joined up to this many bytes: one TLS record's
+# worth (RFC 8446 §5.1: 2^14), and each carried response copies what is already held once more.
+CARRY_LIMIT = 16384
 # The chunk-size lines of the sizes seen (RFC 9112 §7.1: hex size, CRLF): an app's chunks mostly
 # come in a few sizes, and a lookup costs a fraction of formatting one.
 CHUNK_SIZE_LINES: dict[int, bytes] = {}
