@@ -333,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="with --check/--record: runs per scenario (the median counts)")
     parser.add_argument("--server", action="append", choices=list(SERVERS))
     parser.add_argument("--path", default="/hello")
+    parser.add_argument("--like", choices=[n for n, s in SCENARIOS.items() if isinstance(s, LoadScenario)],
+                        help="send this bench scenario's request (its path, headers and body) "
+                             "instead of a GET of --path")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=400)
     parser.add_argument("--requests", type=int, default=4000)
@@ -345,7 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return gate_run("check" if args.check else "record", chosen,
                         lambda name: measure("roadrunner", GATE[name], args.keep), args.repeat,
                         path=args.baseline)
-    scenario = Scenario("custom", Request(path=args.path), connections=args.connections,
+    request = _bench_request(args.like) if args.like else Request(path=args.path)
+    scenario = Scenario("custom", request, connections=args.connections,
                         warmup=args.warmup, requests=args.requests, pipeline=args.pipeline)
     for server in args.server or ["roadrunner", "uvicorn"]:
         per_request = measure(server, scenario, args.keep)

@@ -10,7 +10,7 @@ import asyncio
 import contextvars
 import sys
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from roadrunner.asgi.pace import PaceGuard
 
@@ -20,11 +20,11 @@ if TYPE_CHECKING:
 __all__ = ["H1_FRAMING_FIELDS", "REQUEST_TASK_NAME", "ServerState"]
 
 # Response fields an HTTP/1.1 head cannot copy through as they are.
-H1_FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+H1_FRAMING_FIELDS: Final = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 # Before 3.12 a Task given no name formats "Task-<n>" when it is created (about 1,500
 # instructions, 2.5% of an HTTP/1.1 hello); 3.12 formats it only when asked. Request tasks
 # on 3.10 and 3.11 share this name instead (docs/architecture.md, "Request tasks").
-REQUEST_TASK_NAME: str | None = None if sys.version_info >= (3, 12) else "roadrunner-request"
+REQUEST_TASK_NAME: Final[str | None] = None if sys.version_info >= (3, 12) else "roadrunner-request"
 
 
 class ServerState:

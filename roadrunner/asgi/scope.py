@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any
+from typing import Any, Final
 
 Headers = list[tuple[bytes, bytes]]
 
 # The HTTP extensions every protocol supports (HTTPStream implements them).
-HTTP_EXTENSIONS: dict[str, dict[str, Any]] = {
+HTTP_EXTENSIONS: Final[dict[str, dict[str, Any]]] = {
     "http.response.trailers": {},
     "http.response.early_hint": {},
     "http.response.pathsend": {},

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from roadrunner.asgi.errors import ClientDisconnected, caused_by_disconnect
 from roadrunner.asgi.validation import (
@@ -31,11 +31,11 @@ logger = logging.getLogger("roadrunner.error")
 access_logger = logging.getLogger("roadrunner.access")
 
 # Pause reading a request body once this much is buffered and not yet received by the app.
-BODY_HIGH_WATER = 65536
-PATHSEND_CHUNK = 65536
+BODY_HIGH_WATER: Final = 65536
+PATHSEND_CHUNK: Final = 65536
 # A response streamed from memory to a client that keeps up never has to wait for the socket:
 # after this long without a suspension, send() yields once, so other connections are served.
-SEND_SLICE = 0.001
+SEND_SLICE: Final = 0.001
 
 Headers = list[tuple[bytes, bytes]]
 

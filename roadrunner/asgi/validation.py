@@ -4,31 +4,31 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from roadrunner.asgi.errors import InvalidMessage
 
 __all__ = ["CONNECTION_SPECIFIC", "InvalidMessage", "validate_headers", "validate_response_start"]
 
 # RFC 9110 §5.1: field-name = token; §5.5: field values exclude CR, LF and NUL.
-TOKEN_RE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+\Z")
-INVALID_VALUE_RE = re.compile(rb"[\x00\r\n]")
+TOKEN_RE: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+\Z")
+INVALID_VALUE_RE: Final = re.compile(rb"[\x00\r\n]")
 
 Headers = list[tuple[bytes, bytes]]
 
 # RFC 9113 §8.2.2 and RFC 9114 §4.2: connection-specific fields are malformed in HTTP/2 and
 # HTTP/3, in requests and responses alike; the protocols never emit them from an app's headers.
-CONNECTION_SPECIFIC = frozenset(
+CONNECTION_SPECIFIC: Final = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
 )
 
 # Header names already validated, mapped to their lower-case form; apps repeat the same few.
-KNOWN_NAMES: dict[bytes, bytes] = {}
-KNOWN_NAMES_LIMIT = 2048
+KNOWN_NAMES: Final[dict[bytes, bytes]] = {}
+KNOWN_NAMES_LIMIT: Final = 2048
 # Whole (name, value) tuples already validated, mapped to their lower-cased pair: most responses
 # repeat the same Content-Type, Content-Length and friends. Cleared when full (bounded memory).
-KNOWN_PAIRS: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
-KNOWN_PAIRS_LIMIT = 4096
+KNOWN_PAIRS: Final[dict[tuple[bytes, bytes], tuple[bytes, bytes]]] = {}
+KNOWN_PAIRS_LIMIT: Final = 4096
 
 
 def validate_headers(raw: Iterable[Any] | None, lower: bool = True) -> Headers:

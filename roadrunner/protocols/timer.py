@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Final
 
 # Firing this close to the deadline counts as on time (the loop's clock resolution).
-SLACK = 0.001
+SLACK: Final = 0.001
 
 
 class DeadlineTimer:

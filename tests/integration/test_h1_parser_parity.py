@@ -67,6 +67,13 @@ PARITY_CASES: dict[str, tuple[bytes, int, bool, bytes | None]] = {
     # RFC 9112 §2.2: empty lines before a request line are ignored.
     "leading_empty_lines": (b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", 200, False, b"host=x|"),
     # RFC 9110 §5.5: OWS around a field value is not part of it.
+    "value_only_ows": (b"GET / HTTP/1.1\r\nHost: x\r\nX: \t \r\nY:\t\r\n\r\n", 200, False, b"host=x;x=;y=|"),
+    "trailing_tab_in_value": (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\t\r\n\r\n", 200, False, b"host=x;x=a|"),
+    # Names lower-cased (ASGI), the same name in two spellings kept as two fields, in order.
+    "mixed_case_names": (
+        b"GET / HTTP/1.1\r\nHOST: x\r\nX-Mixed-Case: v\r\nx-MIXED-case: w\r\n\r\n", 200, False,
+        b"host=x;x-mixed-case=v;x-mixed-case=w|",
+    ),
     "trailing_ows_in_value": (b"GET / HTTP/1.1\r\nHost: x \t\r\nX: a \r\n\r\n", 200, False, b"host=x;x=a|"),
     # RFC 9112 §2.2 / §7.1: line ends are CRLF; bare LF is refused (as llhttp does).
     "bare_lf_chunked": (CHUNKED_HEAD + b"3\nabc\n0\n\n", 400, True, None),
@@ -189,6 +196,21 @@ def test_both_parsers_answer_alike(server: RunningServer, case: str) -> None:
         assert data.partition(b"\r\n\r\n")[2].startswith(echo), data
     if case == "refused_after_served":
         assert re.findall(rb"HTTP/1\.1 (\d+)", data) == [b"200", b"400"], data
+
+
+def test_more_distinct_field_names_than_the_name_cache_holds(server: RunningServer) -> None:
+    """rules.lower_name keeps FIELD_NAMES_LIMIT names; past that (emptied and refilled) every
+    name still arrives lower-cased, on both parsers."""
+    from roadrunner.protocols.http1.rules import FIELD_NAMES_LIMIT
+
+    per_request = 90  # under --limit-request-fields
+    for first in range(0, FIELD_NAMES_LIMIT + 2 * per_request, per_request):
+        names = [b"X-Name-%d" % n for n in range(first, first + per_request)]
+        request = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(n + b": v\r\n" for n in names) + b"\r\n"
+        data, closed = exchange(server.port, request)
+        assert status_of(data) == 200 and not closed, data
+        echo = b"host=x;" + b";".join(n.lower() + b"=v" for n in names) + b"|"
+        assert data.partition(b"\r\n\r\n")[2].startswith(echo), data
 
 
 def test_trailer_split_across_reads_is_431(server: RunningServer) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import urllib.parse
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from roadrunner.asgi.scope import asgi_info, http_scope
 from roadrunner.asgi.stream import HTTPStream
@@ -28,6 +28,7 @@ from roadrunner.protocols.http1.rules import (
     check_section_limits,
     chunk_size_line,
     field_cost,
+    remember,
     valid_authority,
 )
 from roadrunner.protocols.tcp import describe_peer, reset_transport, send_wait, transport_addresses
@@ -44,9 +45,9 @@ Headers = list[tuple[bytes, bytes]]
 
 
 # Encoded response header lines by (name, value): responses repeat the same few. Bounded.
-HEADER_LINES: dict[tuple[bytes, bytes], bytes] = {}
-HEADER_LINES_LIMIT = 4096
-SHORT_BODY = "Response content shorter than Content-Length"
+HEADER_LINES: Final[dict[tuple[bytes, bytes], bytes]] = {}
+HEADER_LINES_LIMIT: Final = 4096
+SHORT_BODY: Final = "Response content shorter than Content-Length"
 
 
 class H1Connection(asyncio.Protocol):
@@ -438,10 +439,7 @@ class H1Connection(asyncio.Protocol):
                     continue
             line = lines.get(pair)
             if line is None:
-                line = name + b": " + value + b"\r\n"
-                if len(lines) >= HEADER_LINES_LIMIT:
-                    lines.clear()
-                lines[pair] = line
+                line = remember(lines, HEADER_LINES_LIMIT, pair, name + b": " + value + b"\r\n")
             parts.append(line)
         bodyless = self.head_response or status in (204, 304) or status < 200
         if expected is None and not chunked and not bodyless:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from roadrunner.protocols.http1.connection import H1Connection
 from roadrunner.protocols.http1.rules import (
     RequestRejected,
     check_section_limits,
     field_cost,
+    lower_name,
     served_version,
     target_refused,
 )
@@ -22,7 +23,7 @@ except ImportError:  # pragma: no cover - httptools is a hard dependency on CPyt
 
 Headers = list[tuple[bytes, bytes]]
 # Between requests (on_message_begin makes each request its own list; nothing appends to this).
-NO_HEADERS: Headers = []
+NO_HEADERS: Final[Headers] = []
 
 
 class HttpToolsConnection(H1Connection):
@@ -105,14 +106,19 @@ class HttpToolsConnection(H1Connection):
             raise RequestRejected(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
+        name = lower_name(name)
         self.header_size += field_cost(name, value)
         self.header_fields += 1
         check_section_limits(self.header_fields, self.header_size, self.limit_fields, self.limit_headers_size)
         if not self.in_head:
             return  # a trailer field: not part of the scope, which the app already has (as h11)
-        # RFC 9110 §5.5: OWS around a field value is not part of it; llhttp keeps the trailing.
-        self.headers.append((name, value.rstrip(b" \t")))
+        # RFC 9110 §5.5: OWS around a field value is not part of it; llhttp keeps the trailing
+        # (looked at first: a bytes method call costs more than the rare strip).
+        if value:
+            last = value[-1]
+            if last == 32 or last == 9:
+                value = value.rstrip(b" \t")
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.in_head = False

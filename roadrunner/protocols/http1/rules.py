@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import http
 import re
+from typing import Final, TypeVar
 
 from roadrunner.forwarding import FORWARDING_NAMES
 
 Headers = list[tuple[bytes, bytes]]
+K = TypeVar("K")
+V = TypeVar("V")
 
 # Request fields check_headers acts on; every other field costs it one set lookup.
-REQUEST_FIELDS_OF_INTEREST = frozenset(
+REQUEST_FIELDS_OF_INTEREST: Final = frozenset(
     {b"host", b"content-length", b"transfer-encoding", b"connection", b"expect", b"te", b"upgrade"}
 ) | FORWARDING_NAMES
 
@@ -23,8 +26,8 @@ def _status_line(status: int) -> bytes:
     return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
 
 
-STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
-ERROR_BODIES = {
+STATUS_LINES: Final = {status: _status_line(status) for status in range(100, 600)}
+ERROR_BODIES: Final = {
     400: b"Invalid HTTP request received.",
     408: b"Request header read timed out.",
     413: b"Request body too large.",
@@ -34,16 +37,19 @@ ERROR_BODIES = {
     503: b"Service Unavailable",
     505: b"HTTP Version Not Supported.",
 }
-LINGER_SECONDS = 2.0
+LINGER_SECONDS: Final = 2.0
 # Body chunks at least this large are not joined to the head or chunk framing (a copy).
-JOIN_LIMIT = 65536
+JOIN_LIMIT: Final = 65536
 # Pipelined responses answered back to back are joined up to this many bytes: one TLS record's
 # worth (RFC 8446 §5.1: 2^14), and each carried response copies what is already held once more.
-CARRY_LIMIT = 16384
+CARRY_LIMIT: Final = 16384
 # The chunk-size lines of the sizes seen (RFC 9112 §7.1: hex size, CRLF): an app's chunks mostly
 # come in a few sizes, and a lookup costs a fraction of formatting one.
-CHUNK_SIZE_LINES: dict[int, bytes] = {}
-CHUNK_SIZE_LINES_LIMIT = 1024
+CHUNK_SIZE_LINES: Final[dict[int, bytes]] = {}
+CHUNK_SIZE_LINES_LIMIT: Final = 1024
+# Request field names as they came, mapped to their lower-case form (lower_name). Bounded.
+FIELD_NAMES: Final[dict[bytes, bytes]] = {}
+FIELD_NAMES_LIMIT: Final = 1024
 # What llhttp refuses in a request head and h11 lets through: a control character other than
 # HTAB (RFC 9110 §5.5), a bare CR or LF line end (RFC 9112 §2.2) and obs-fold (RFC 9112 §5.2).
 INVALID_HEAD = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[ \t]")
@@ -73,7 +79,7 @@ TE_TAB = re.compile(rb"\ntransfer-encoding:[^\r\n]*\t\r\n", re.I)
 # RFC 9110 §6.5.1: framing fields are not allowed in a trailer section (llhttp refuses them).
 TRAILER_FRAMING = re.compile(rb"(?:transfer-encoding|content-length)[ \t]*:", re.I)
 # The methods llhttp knows; h11 takes any token, and refuses the others here so both agree.
-KNOWN_METHODS = frozenset(
+KNOWN_METHODS: Final = frozenset(
     b"DELETE GET HEAD POST PUT CONNECT OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND PROPPATCH SEARCH "
     b"UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY SUBSCRIBE "
     b"UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE QUERY".split()
@@ -199,12 +205,27 @@ def check_headers(
     )
 
 
+def remember(cache: dict[K, V], limit: int, key: K, value: V) -> V:
+    """Put `value` in a bounded cache (emptied when `limit` is reached) and return it."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def chunk_size_line(size: int) -> bytes:
     """The hex size and CRLF a chunk of `size` bytes starts with (RFC 9112 §7.1)."""
     line = CHUNK_SIZE_LINES.get(size)
     if line is None:
-        line = b"%x\r\n" % size
-        if len(CHUNK_SIZE_LINES) >= CHUNK_SIZE_LINES_LIMIT:
-            CHUNK_SIZE_LINES.clear()
-        CHUNK_SIZE_LINES[size] = line
+        return remember(CHUNK_SIZE_LINES, CHUNK_SIZE_LINES_LIMIT, size, b"%x\r\n" % size)
     return line
+
+
+def lower_name(name: bytes) -> bytes:
+    """A request field name as the scope carries it, lower-cased (ASGI), from FIELD_NAMES: the
+    same object each time a client sends the same name, its hash already computed for the set
+    and dict lookups that follow (a lookup costs less than bytes.lower and the hashing)."""
+    lowered = FIELD_NAMES.get(name)
+    if lowered is None:
+        return remember(FIELD_NAMES, FIELD_NAMES_LIMIT, name, name.lower())
+    return lowered

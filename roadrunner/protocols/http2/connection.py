@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import h2.events as ev
 from h2.errors import ErrorCodes
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("roadrunner.error")
 
 # Encoded DATA bytes held in the engine's outbound buffer before they are written out at once.
-FLUSH_HIGH_WATER = 65536
+FLUSH_HIGH_WATER: Final = 65536
 
 
 class Http2Connection(ConnectionLifetime, asyncio.Protocol):

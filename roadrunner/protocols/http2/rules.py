@@ -7,7 +7,7 @@ here (`build_scope`, `check_trailers`) checks a request's fields on both engines
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from h2.settings import SettingCodes
 
@@ -20,22 +20,22 @@ if TYPE_CHECKING:
 
 Headers = list[tuple[bytes, bytes]]
 
-HOP_BY_HOP = CONNECTION_SPECIFIC  # RFC 9113 §8.2.2, in requests and responses
-STATUS = {status: str(status).encode() for status in range(100, 600)}
+HOP_BY_HOP: Final = CONNECTION_SPECIFIC  # RFC 9113 §8.2.2, in requests and responses
+STATUS: Final = {status: str(status).encode() for status in range(100, 600)}
 
 # -- request header checks (h2's own inbound validation is off: one pass here is cheaper) --------
 
 # RFC 9113 §8.2.1: a field name is visible ASCII (0x21-0x7e) without uppercase letters, and has
 # no ':' past the first byte (only pseudo-header names start with one, and those are checked
 # against REQUEST_PSEUDO instead).
-BAD_NAME = re.compile(rb"[^\x21-\x39\x3b-\x40\x5b-\x7e]").search
+BAD_NAME: Final = re.compile(rb"[^\x21-\x39\x3b-\x40\x5b-\x7e]").search
 # RFC 9113 §8.2.1: a field value has no NUL, CR or LF, and no leading or trailing SP / HTAB.
-BAD_VALUE = re.compile(rb"[\x00\n\r]|\A[ \t]|[ \t]\Z").search
+BAD_VALUE: Final = re.compile(rb"[\x00\n\r]|\A[ \t]|[ \t]\Z").search
 # RFC 9113 §8.3.1 and RFC 8441 §4: the request pseudo-headers (:status is response-only).
-REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
+REQUEST_PSEUDO: Final = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
 # Regular fields that need more than appending: §8.2.2 connection-specific fields and TE, the
 # Host / :authority pair (§8.3.1), cookies to join (§8.2.3), and what the server reads itself.
-SPECIAL_FIELDS = HOP_BY_HOP | frozenset(
+SPECIAL_FIELDS: Final = HOP_BY_HOP | frozenset(
     (b"te", b"host", b"cookie", b"content-length", b"expect")
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from h2.errors import ErrorCodes
 
@@ -20,7 +20,7 @@ logger = logging.getLogger("roadrunner.error")
 # Body chunks of one stream up to this many bytes wait for the end of the loop pass and leave
 # as one DATA frame (16,384: the smallest SETTINGS_MAX_FRAME_SIZE, RFC 9113 §6.5.2), instead of a
 # frame (9 bytes of header, RFC 9113 §4.1) per ASGI send: a gRPC stream of small messages.
-COALESCE_LIMIT = 16384
+COALESCE_LIMIT: Final = 16384
 
 
 class H2StreamTransport:
