@@ -33,6 +33,7 @@ MODULES = (
     "roadrunner.protocols.http1.h11_parser",
     "roadrunner.protocols.http1.httptools_parser",
     "roadrunner.protocols.http1.rules",
+    "roadrunner.protocols.http1.writer",
     "roadrunner.protocols.http2.connection",
     "roadrunner.protocols.http2.lifetime",
     "roadrunner.protocols.http2.rules",

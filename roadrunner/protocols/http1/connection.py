@@ -1,7 +1,8 @@
 """H1Connection: what both HTTP/1.1 parsers share.
 
 Request validation (the RFC 9112 rules of rules.py), limits, scope building, pipelining,
-keep-alive and header-read timers, response framing and write backpressure. The parser
+keep-alive and header-read timers and write backpressure; the response's framing and writes are
+writer.ResponseWriter's. The parser
 subclasses turn bytes into the calls `begin_request` / `request_body` / `request_end` /
 `reject`, and apply the limits only they can see as the head arrives (414, 431).
 """
@@ -12,25 +13,22 @@ import asyncio
 import logging
 import urllib.parse
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from roadrunner.asgi.scope import asgi_info, http_scope
 from roadrunner.asgi.stream import HTTPStream
 from roadrunner.logging import escape_control
 from roadrunner.protocols.http1.rules import (
-    CARRY_LIMIT,
     ERROR_BODIES,
-    JOIN_LIMIT,
     LINGER_SECONDS,
     STATUS_LINES,
     RequestRejected,
     check_headers,
     check_section_limits,
-    chunk_size_line,
     field_cost,
-    remember,
     valid_authority,
 )
+from roadrunner.protocols.http1.writer import ResponseWriter
 from roadrunner.protocols.tcp import describe_peer, reset_transport, send_wait, transport_addresses
 from roadrunner.protocols.timer import DeadlineTimer
 
@@ -44,13 +42,7 @@ access_logger = logging.getLogger("roadrunner.access")
 Headers = list[tuple[bytes, bytes]]
 
 
-# Encoded response header lines by (name, value): responses repeat the same few. Bounded.
-HEADER_LINES: Final[dict[tuple[bytes, bytes], bytes]] = {}
-HEADER_LINES_LIMIT: Final = 4096
-SHORT_BODY: Final = "Response content shorter than Content-Length"
-
-
-class H1Connection(asyncio.Protocol):
+class H1Connection(ResponseWriter, asyncio.Protocol):
     """Shared HTTP/1.1 connection machinery; subclasses supply the parser."""
 
     supports_trailers = True
@@ -58,12 +50,10 @@ class H1Connection(asyncio.Protocol):
     __slots__ = (
         "config", "app", "rewrite_scope", "state", "app_state", "loop", "root_path", "asgi_info",
         "access_log", "limit_request_line", "limit_headers_size", "limit_fields", "limit_body",
-        "transport", "client", "server", "scheme", "parsing", "active", "pipeline", "keep_alive",
+        "transport", "client", "server", "scheme", "parsing", "active", "pipeline",
         "closing", "read_paused", "write_paused", "drain_waiter", "timer", "bytes_in_request",
-        "body_received", "chunked", "expected_length", "sent_length", "response_keep_alive",
-        "head_response", "pending_head", "upgraded_to", "draining", "shedding", "last_request",
-        "reads_done", "deferred_error", "written", "discarding", "held_body", "held_size",
-        "held_registered", "carrying",
+        "body_received", "upgraded_to", "draining", "shedding", "last_request", "reads_done",
+        "deferred_error", "discarding",
     )
 
     def __init__(
@@ -91,14 +81,14 @@ class H1Connection(asyncio.Protocol):
         self.limit_body = config.limit_request_body
         # Load shedding is checked per request only when a concurrency limit is configured.
         self.shedding = config.limit_concurrency is not None or config.limit_concurrency_soft is not None
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.transport = None  # type: ignore[assignment]
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
         self.scheme = "http"
         # Per-connection state.
-        self.parsing: HTTPStream | None = None  # the request whose body is being parsed
-        self.active: HTTPStream | None = None  # the request whose response is being written
-        self.pipeline: deque[HTTPStream] | None = None  # created on the first pipelined request
+        self.parsing = None  # the request whose body is being parsed
+        self.active = None  # the request whose response is being written
+        self.pipeline = None  # created on the first pipelined request
         self.keep_alive = True
         self.closing = False
         self.draining = False  # graceful shutdown: answer what comes, then close
@@ -107,26 +97,13 @@ class H1Connection(asyncio.Protocol):
         self.drain_waiter: asyncio.Future[None] | None = None
         self.timer = DeadlineTimer(self.loop)  # header-read or keep-alive deadline
         self.bytes_in_request = 0
-        # Response framing of the active stream.
-        self.chunked = False
-        self.expected_length: int | None = None
-        self.sent_length = 0
-        self.response_keep_alive = True
-        self.head_response = False
-        self.pending_head = b""
-        # Small body chunks held back with the head until the loop pass ends (write_body).
-        self.held_body: list[bytes] | None = None
-        self.held_size = 0
-        self.held_registered = False  # in ServerState.held_heads, to be flushed this loop pass
-        # A pipelined response's end held for the next one's (write_body): kept one more pass.
-        self.carrying = False
+        self.start_writer()  # the response side's state (writer.ResponseWriter)
         self.body_received = 0
         self.upgraded_to: asyncio.Protocol | None = None  # set when an Upgrade took the socket
         # RFC 9112 §9.6: no request is read after one that ends the connection (close, 1.0).
         self.last_request = False
         self.reads_done = False
         self.deferred_error = 0  # the status of a refused request answered after those before it
-        self.written = 0  # bytes handed to the transport (the response-send pace guard)
         self.discarding = False  # reading and dropping the body of a request already answered
         self.start_parser()
 
@@ -398,236 +375,6 @@ class H1Connection(asyncio.Protocol):
         stream.send_error_response(503)
 
     # -- StreamTransport: what the active stream calls ------------------------------------------------
-
-    def write_informational(self, status: int, headers: Headers) -> None:
-        if self.active is None or self.active.scope["http_version"] != "1.1":
-            return  # RFC 9110 §15.2: no 1xx to HTTP/1.0 clients
-        self.flush_head()  # earlier pipelined responses first (RFC 9112 §9.3.2)
-        out = STATUS_LINES[status] + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
-        self.write_out(out)
-
-    def write_head(self, status: int, headers: Headers, end_stream: bool) -> None:
-        stream = self.active
-        assert stream is not None
-        # RFC 9110 §10.1.1: a client answered before its 100 Continue may never send the body it
-        # announced; close rather than read its next request as that body.
-        keep_alive = self.keep_alive and not self.closing and not (
-            stream.expect_continue and self.parsing is stream)
-        expected: int | None = None
-        chunked = False
-        state = self.state
-        default_names = state.default_header_names
-        fields_of_interest = state.h1_response_fields_of_interest
-        overridden: set[bytes] | None = None
-        parts = [STATUS_LINES[status], b""]
-        lines = HEADER_LINES
-        for pair in headers:
-            name, value = pair
-            if name in fields_of_interest:
-                if name in default_names:
-                    # A header the app sets itself replaces the server default (Server, Date...).
-                    overridden = {name} if overridden is None else overridden | {name}
-                if name == b"content-length":
-                    if not value.isdigit():
-                        raise RuntimeError(f"Invalid Content-Length {value!r} in response.")
-                    expected = int(value)
-                elif name == b"transfer-encoding":
-                    chunked = b"chunked" in value.lower()
-                elif name == b"connection":
-                    if value.lower() == b"close":
-                        keep_alive = False
-                    continue
-            line = lines.get(pair)
-            if line is None:
-                line = remember(lines, HEADER_LINES_LIMIT, pair, name + b": " + value + b"\r\n")
-            parts.append(line)
-        bodyless = self.head_response or status in (204, 304) or status < 200
-        if expected is None and not chunked and not bodyless:
-            if stream.scope["http_version"] == "1.1":
-                chunked = True
-                parts.append(b"transfer-encoding: chunked\r\n")
-            else:
-                keep_alive = False  # HTTP/1.0: the body ends when the connection closes
-        if not keep_alive:
-            self.keep_alive = False
-            parts.append(b"connection: close\r\n")
-        elif stream.scope["http_version"] == "1.0":
-            parts.append(b"connection: keep-alive\r\n")
-        parts.append(b"\r\n")
-        if overridden is None:
-            parts[1] = state.default_header_block
-        else:
-            parts[1] = b"".join(
-                name + b": " + value + b"\r\n"
-                for name, value in state.default_headers
-                if name not in overridden
-            )
-        self.chunked = chunked and not bodyless
-        self.expected_length = None if bodyless else expected
-        self.sent_length = 0
-        # Hold the head so the first body chunk leaves in the same write (one syscall for a
-        # small response); flush it on the next loop pass if no body comes right away.
-        head = b"".join(parts)
-        # Behind what earlier pipelined responses still hold, if any (carry).
-        self.pending_head = self.pending_head + head if self.pending_head else head
-        self.hold_output()
-
-    def hold_output(self) -> None:
-        """Flush what is held (the head, small body chunks) on the next loop pass."""
-        if self.held_registered:
-            return
-        self.held_registered = True
-        held = self.state.held_heads
-        held.append(self)
-        if len(held) == 1:
-            self.loop.call_soon(self.state.flush_held_heads)
-
-    def flush_held(self) -> None:
-        """The loop pass ended (ServerState.flush_held_heads): write what is held, unless a
-        pipelined response ended in that pass and the next one is running: hold on for it."""
-        self.held_registered = False
-        if self.carrying:
-            self.carrying = False
-            self.hold_output()
-        else:
-            self.flush_head()
-
-    def carry(self, out: bytes) -> bool:
-        """Hold a finished response's bytes (all that is held) for the next pipelined one's
-        head, so that responses the app answers back to back leave in one write (one send;
-        over TLS, one record) of up to CARRY_LIMIT bytes. They leave on the first loop pass
-        that ends without another response done: an app that waits delays nothing."""
-        if not self.keep_alive or len(out) >= CARRY_LIMIT:
-            return False
-        self.pending_head = out
-        self.carrying = True
-        self.hold_output()
-        return True
-
-    def take_held(self) -> list[bytes]:
-        """The held head and body pieces, in order, no longer held (the caller joins them once)."""
-        head, body = self.pending_head, self.held_body
-        self.pending_head = b""
-        if body is None:
-            return [head] if head else []
-        self.held_body = None
-        self.held_size = 0
-        if head:
-            body.insert(0, head)
-        return body
-
-    def flush_head(self) -> None:
-        pieces = self.take_held()
-        if pieces and not self.transport.is_closing():
-            self.write_joined(pieces)
-
-    def write_joined(self, pieces: list[bytes]) -> None:
-        """One write of `pieces` joined: one send, and over TLS one record where they fit."""
-        if pieces:
-            self.write_out(pieces[0] if len(pieces) == 1 else b"".join(pieces))
-
-    def write_out(self, out: bytes) -> None:
-        """Hand `out` to the transport (if any), counted for the response-send pace guard."""
-        if out:
-            self.written += len(out)
-            self.transport.write(out)
-
-    def write_body(self, data: bytes, end_stream: bool) -> None:
-        if self.head_response:
-            data = b""
-        size = len(data)
-        if size and self.expected_length is not None:
-            if self.sent_length + size > self.expected_length:
-                raise RuntimeError("Response content longer than Content-Length")
-        # RFC 9112 §7.1: a chunk is its size line, its data and a CRLF.
-        size_line = chunk_size_line(size) if self.chunked and size else b""
-        if not end_stream and size < JOIN_LIMIT:
-            # Small chunks sent back to back leave together when the loop pass ends: one write,
-            # one TLS record and one send, not one each (at most JOIN_LIMIT bytes held). Held
-            # as they are, copied once when joined.
-            framed = len(size_line) + size + 2 if size_line else size
-            held = self.held_size + len(self.pending_head)
-            if held + framed < JOIN_LIMIT:
-                if framed:
-                    self.sent_length += size
-                    if not held:
-                        self.hold_output()
-                    pieces = self.held_body
-                    if pieces is None:
-                        self.held_body = pieces = []
-                    if size_line:
-                        pieces += (size_line, data, b"\r\n")
-                    else:
-                        pieces.append(data)
-                    self.held_size += framed
-                return
-        if self.held_body is None and size < JOIN_LIMIT:
-            # At most the head held (a response of one or two messages): concatenated, no list.
-            out = self.pending_head
-            self.pending_head = b""
-            if size:
-                self.sent_length += size
-                out += size_line + data + b"\r\n" if size_line else data
-            if end_stream:
-                if self.body_short():
-                    self.write_out(out)
-                    raise RuntimeError(SHORT_BODY)
-                if self.chunked:
-                    out += b"0\r\n\r\n"
-                if self.pipeline and self.carry(out):
-                    return
-            self.write_out(out)
-            return
-        pieces = self.take_held()
-        if data:
-            self.sent_length += size
-            if size >= JOIN_LIMIT:
-                # A large chunk leaves beside its framing in one writev, not copied to join it.
-                if size_line:
-                    pieces.append(size_line)
-                    framing = b"".join(pieces)
-                    tail = b"\r\n0\r\n\r\n" if end_stream else b"\r\n"
-                    self.written += len(framing) + size + len(tail)
-                    self.transport.writelines((framing, data, tail))
-                    return
-                self.written += size
-                if pieces:
-                    out = b"".join(pieces)
-                    self.written += len(out)
-                    self.transport.writelines((out, data))
-                else:
-                    self.transport.writelines((data,))
-                pieces = []
-            elif size_line:
-                pieces += (size_line, data, b"\r\n")
-            else:
-                pieces.append(data)
-        if end_stream:
-            if self.body_short():
-                self.write_joined(pieces)
-                raise RuntimeError(SHORT_BODY)
-            if self.chunked:
-                pieces.append(b"0\r\n\r\n")
-            if self.pipeline and pieces:
-                out = b"".join(pieces)
-                if not self.carry(out):
-                    self.write_out(out)
-                return
-        if pieces:
-            self.write_joined(pieces)
-
-    def body_short(self) -> bool:
-        """At the body's end: shorter than its Content-Length (the app's error, raised to it)."""
-        return self.expected_length is not None and self.sent_length < self.expected_length
-
-    def write_trailers(self, headers: Headers) -> None:
-        self.flush_head()
-        if self.chunked:
-            # RFC 9112 §7.1.2: trailer section after the last chunk.
-            out = b"0\r\n" + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
-            self.write_out(out)
-        else:
-            self.write_body(b"", True)
 
     async def drain(self) -> None:
         if self.write_paused and not self.transport.is_closing():
