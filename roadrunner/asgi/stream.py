@@ -112,7 +112,7 @@ class HTTPStream:
         self.keep_alive = True  # h1: the request allows reusing the connection
         self.app_called = False
         self.request_delivered = False  # receive() has returned the last http.request
-        self.slice_start = 0.0  # when send() last yielded to the loop
+        self.slice_start = 0.0  # when send() last yielded to the loop (0: no chunk streamed yet)
         self.received = 0  # request body bytes so far (the request-body pace guard)
 
     # -- events from the connection --------------------------------------------------------------
@@ -296,7 +296,11 @@ class HTTPStream:
             if self.disconnected:
                 raise ClientDisconnected("client disconnected while the response was sent")
             now = monotonic()
-            if now - self.slice_start >= SEND_SLICE:
+            if not self.slice_start:
+                # The slice starts with the first streamed chunk: one that yielded at once
+                # would split every streamed response into two writes for nothing.
+                self.slice_start = now
+            elif now - self.slice_start >= SEND_SLICE:
                 await asyncio.sleep(0)  # fairness: a busy stream cannot hold the loop
                 self.slice_start = monotonic()
                 if self.disconnected:
