@@ -88,10 +88,12 @@ def load_json(paths: Sequence[Path]) -> Run:
     measured again)."""
     documents = [json.loads(path.read_text()) for path in paths]
     first = documents[0]
-    run = Run("; ".join(f"`{d['command']}`" if len(documents) > 1 else d["command"]
-                        for d in documents),
+    # A folded document's command is its commands joined: split, and each command said once
+    # (a run measured again replaces the cells of the same command).
+    commands = list(dict.fromkeys(c for d in documents for c in d["command"].split("`; `")))
+    run = Run("; ".join(f"`{c}`" if len(commands) > 1 else c for c in commands),
               first["settings"], dict(first["machine"]), [], [])
-    if len(documents) > 1:
+    if len(commands) > 1:
         run.command = run.command.strip("`")  # the report wraps it in backticks once
         for i, document in enumerate(documents[1:], 2):
             for key, value in document["machine"].items():

@@ -8,7 +8,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +102,15 @@ def raw_request(port: int, data: bytes, timeout: float = 5.0, shut_write: bool =
         except (TimeoutError, ConnectionResetError):
             pass
         return b"".join(chunks)
+
+
+def recv_until(sock: socket.socket, done: Callable[[bytes], bool], what: str, data: bytes = b"") -> bytes:
+    """Read from `sock` onto `data` until `done(data)`; fail if the server closes before `what`."""
+    while not done(data):
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before {what}"
+        data += chunk
+    return data
 
 
 def status_of(response: bytes) -> int:

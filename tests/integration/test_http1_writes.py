@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from roadrunner.protocols.http1 import rules
-from tests.helpers import raw_request, run_server
+from tests.helpers import raw_request, recv_until, run_server
 
 CHUNKS = 50
 
@@ -157,11 +157,7 @@ def test_a_body_chunk_leaves_while_the_app_waits_after_it(http: str) -> None:
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
             try:
                 sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                data = b""
-                while not data.endswith(b"firstsec"):
-                    chunk = sock.recv(4096)
-                    assert chunk, "connection closed before the body"
-                    data += chunk
+                data = recv_until(sock, lambda data: data.endswith(b"firstsec"), "the body")
                 assert data.startswith(b"HTTP/1.1 200 OK\r\n")
             finally:
                 release.set()
@@ -281,16 +277,10 @@ def test_a_pipelined_response_leaves_while_the_next_one_waits(http: str) -> None
             try:
                 sock.sendall(b"GET /aa HTTP/1.1\r\nHost: x\r\n\r\nGET /wait HTTP/1.1\r\nHost: x\r\n\r\n"
                              b"GET /bb HTTP/1.1\r\nHost: x\r\n\r\n")
-                data = b""
-                while not data.endswith(b"\r\n\r\naa"):
-                    chunk = sock.recv(4096)  # times out (fails) if held behind /wait
-                    assert chunk, "connection closed before the first response"
-                    data += chunk
+                # Times out (fails) if held behind /wait.
+                data = recv_until(sock, lambda data: data.endswith(b"\r\n\r\naa"), "the first response")
                 release.set()
-                while not data.endswith(b"\r\n\r\nbb"):
-                    chunk = sock.recv(4096)
-                    assert chunk, "connection closed before the last response"
-                    data += chunk
+                data = recv_until(sock, lambda data: data.endswith(b"\r\n\r\nbb"), "the last response", data)
                 assert [r[-2:] for r in data.split(b"HTTP/1.1 200 OK")[1:]] == [b"aa", b"wa", b"bb"]
             finally:
                 release.set()
@@ -315,20 +305,12 @@ def test_a_100_continue_leaves_after_the_pipelined_response_before_it(http: str)
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
                          b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
-            data = b""
-            while b"100 Continue\r\n\r\n" not in data:
-                chunk = sock.recv(4096)
-                assert chunk, "connection closed before the 100 Continue"
-                data += chunk
+            data = recv_until(sock, lambda data: b"100 Continue\r\n\r\n" in data, "the 100 Continue")
             assert data.startswith(b"HTTP/1.1 200 OK\r\n")
             first, _, interim = data.partition(b"HTTP/1.1 100 Continue")
             assert first.endswith(b"\r\n\r\nok") and interim == b"\r\n\r\n"
             sock.sendall(b"abc")
-            data = b""
-            while not data.endswith(b"okabc"):
-                chunk = sock.recv(4096)
-                assert chunk, "connection closed before the second response"
-                data += chunk
+            data = recv_until(sock, lambda data: data.endswith(b"okabc"), "the second response")
             assert data.startswith(b"HTTP/1.1 200 OK\r\n")
 
 

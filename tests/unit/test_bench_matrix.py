@@ -279,6 +279,13 @@ def test_publish_writes_the_whole_docs_with_includes_and_json_round_trips(
     merged = publish.load_json([raw, other])  # the later run replaces the cells it measured
     assert report.median_rps(merged.cells[("pyvoy", "hello")]) == 1.0
     assert report.median_rps(merged.cells[("uvicorn", "hello")]) == 100.0
+    extra["command"] = "bench.run --only pyvoy"
+    other.write_text(json.dumps(extra))
+    folded = tmp_path / "folded.json"
+    publish.write_json(publish.load_json([raw, other]), folded)
+    # Folded again with a new run of the same command: each command is said once.
+    refolded = publish.load_json([folded, other])
+    assert refolded.command.split("`; `") == [matrix.command, "bench.run --only pyvoy"]
 
 
 def test_idle_client_fails_the_run_when_a_connection_never_answers(
