@@ -89,8 +89,11 @@ class ServerState:
         return task
 
     def flush_held_heads(self) -> None:
-        # Swapped out first: should a write raise, later heads still get a callback scheduled.
+        # Swapped out and unregistered first: should a write raise, the connections after it in
+        # the list can still register (ResponseWriter.hold_output) and get a callback scheduled.
         held, self.held_heads = self.held_heads, []
+        for connection in held:
+            connection.held_registered = False
         for connection in held:
             connection.flush_held()
 

@@ -162,7 +162,6 @@ class ResponseWriter:
     def flush_held(self) -> None:
         """The loop pass ended (ServerState.flush_held_heads): write what is held, unless a
         pipelined response ended in that pass and the next one is running: hold on for it."""
-        self.held_registered = False
         if self.carrying:
             self.carrying = False
             self.hold_output()
