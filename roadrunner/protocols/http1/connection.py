@@ -396,8 +396,8 @@ class H1Connection(ResponseWriter, asyncio.Protocol):
         pass
 
     def abort(self) -> None:
-        """The app failed after starting its response: the only honest answer is a close."""
-        self.flush_head()
+        """The app failed after starting its response: the only honest answer is a close (which
+        writes what is held first)."""
         self.close_connection()
 
     def cancel(self) -> None:
