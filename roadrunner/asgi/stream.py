@@ -34,7 +34,8 @@ access_logger = logging.getLogger("roadrunner.access")
 BODY_HIGH_WATER: Final = 65536
 PATHSEND_CHUNK: Final = 65536
 # A response streamed from memory to a client that keeps up never has to wait for the socket:
-# after this long without a suspension, send() yields once, so other connections are served.
+# when a stream has held the loop this long (one to two slices: see write_body), send() yields
+# once, so other connections are served.
 SEND_SLICE: Final = 0.001
 
 Headers = list[tuple[bytes, bytes]]
@@ -78,7 +79,7 @@ class HTTPStream:
         "response_started", "response_complete", "expect_continue", "wants_trailers",
         "expects_trailers", "status", "waiter", "head_request", "task", "paused",
         "body_ended", "trailers", "keep_alive", "app_called", "request_delivered",
-        "slice_start", "received",
+        "slice_start", "slice_probe", "received",
     )
 
     def __init__(
@@ -112,7 +113,8 @@ class HTTPStream:
         self.keep_alive = True  # h1: the request allows reusing the connection
         self.app_called = False
         self.request_delivered = False  # receive() has returned the last http.request
-        self.slice_start = 0.0  # when send() last yielded to the loop (0: no chunk streamed yet)
+        self.slice_start = 0.0  # when the send slice began (0: no chunk streamed yet)
+        self.slice_probe = False  # a probe is scheduled and the loop has not run it yet
         self.received = 0  # request body bytes so far (the request-body pace guard)
 
     # -- events from the connection --------------------------------------------------------------
@@ -301,12 +303,24 @@ class HTTPStream:
                 # would split every streamed response into two writes for nothing.
                 self.slice_start = now
             elif now - self.slice_start >= SEND_SLICE:
-                await asyncio.sleep(0)  # fairness: a busy stream cannot hold the loop
-                self.slice_start = monotonic()
-                if self.disconnected:
-                    raise ClientDisconnected("client disconnected while the response was sent")
+                if self.slice_probe:
+                    # The probe scheduled when this slice began has not run: the loop had no
+                    # turn for a whole slice. Fairness: a busy stream cannot hold the loop.
+                    await asyncio.sleep(0)
+                    if self.disconnected:
+                        raise ClientDisconnected("client disconnected while the response was sent")
+                    now = monotonic()
+                # An app that awaits between chunks gives the loop its turns itself, and for
+                # it send() is no suspension point, as under uvicorn: a cancel lands in the
+                # app's own await (Starlette's body iterator is closed there, not left to GC).
+                self.slice_start = now
+                self.slice_probe = True
+                asyncio.get_running_loop().call_soon(self.slice_probe_ran)
         else:
             self.end_body(body)
+
+    def slice_probe_ran(self) -> None:
+        self.slice_probe = False
 
     def end_body(self, body: bytes) -> None:
         """The last body chunk: it ends the stream unless trailers follow."""

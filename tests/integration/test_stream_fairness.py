@@ -7,6 +7,7 @@ the only thing that can hold the app back is the server's own write path.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
@@ -189,3 +190,39 @@ def test_h2_cancel_stops_the_handler_and_the_connection_serves_on() -> None:
     assert stopped, f"the handler ran on after the cancel ({app.sent} chunks)"
     assert sent_when_stopped < app.limit
     assert client.received[next_id] == 4
+
+
+class PausingStreamer:
+    """Streams 20 chunks, sleeping 2 ms (two send slices) before each, and records whether each
+    send() suspended: a callback scheduled just before the send has run when it returns."""
+
+    def __init__(self) -> None:
+        self.suspended: list[bool] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        loop = asyncio.get_running_loop()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(20):
+            await asyncio.sleep(0.002)
+            turned: list[bool] = []
+            loop.call_soon(turned.append, True)
+            await send({"type": "http.response.body", "body": MESSAGE, "more_body": True})
+            self.suspended.append(bool(turned))
+        await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.mark.usefixtures("http2_engine")
+@pytest.mark.parametrize("protocols", ["h1", "h2"])
+def test_send_does_not_yield_for_an_app_that_awaits_between_chunks(protocols: str) -> None:
+    """The fairness yield is for a stream that holds the loop, not for one whose app gives the
+    loop its turns: under uvicorn send() is no suspension point for such an app, so a cancel
+    (Starlette's disconnect listener, spec 2.3) lands in the app's own await and its body
+    iterator is closed there. Before, every chunk after the first 1 ms yielded once, and a
+    cancel that met that yield left Starlette's generator to the garbage collector (a flaky
+    test_starlette_endless_stream_stops_when_client_leaves)."""
+    app = PausingStreamer()
+    with run_server(app, protocols=protocols) as server:
+        with httpx.Client(http1=protocols == "h1", http2=protocols == "h2", timeout=10) as client:
+            response = client.get(server.url + "/")
+    assert response.content == MESSAGE * 20
+    assert app.suspended == [False] * 20
