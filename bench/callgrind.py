@@ -4,10 +4,11 @@ Timing on a shared 2-core machine is noisy; instruction counts are not. The serv
 `valgrind --tool=callgrind` (as in the bench: one worker, uvloop, httptools, no access log),
 uninstrumented until a client outside valgrind has sent a warm-up; then counting starts from
 zero, the client sends a fixed number of keep-alive requests over the same connections (HTTP/1.1,
-or h2c with prior knowledge) and the counters are dumped. Kernel time is not counted, so this
+HTTP/1.1 over TLS, or h2c with prior knowledge) and the counters are dumped. Kernel time is not counted, so this
 measures the server's own code path, not the whole cost of a request.
 
     python -m bench.callgrind --server roadrunner --server uvicorn --requests 4000
+    python -m bench.callgrind --server roadrunner --like h1_tls   # over TLS: OpenSSL counts too
     python -m bench.callgrind --check     # make bench-check: the regression gate (bench/gate.py)
     python -m bench.callgrind --record    # make bench-baseline: rewrite the gate's baseline
     ROADRUNNER_PURE=1 python -m bench.callgrind --record --baseline /tmp/pure.json  # the pure build
@@ -21,6 +22,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -51,7 +53,7 @@ class Scenario:
 
     name: str
     request: Request
-    protocol: str = "h1"  # or "h2c": HTTP/2 with prior knowledge (RFC 9113 §3.3)
+    protocol: str = "h1"  # "h1tls": over TLS; "h2c": HTTP/2 with prior knowledge (RFC 9113 §3.3)
     connections: int = 4
     warmup: int = 400
     requests: int = 4000
@@ -120,10 +122,17 @@ class Client:
     flight at a time, so each one wakes the server on its own whatever the scheduling."""
 
     def __init__(self, port: int, connections: int, request: Request,
-                 lockstep: bool = False) -> None:
+                 lockstep: bool = False, tls: bool = False) -> None:
         self.request = request
         self.lockstep = lockstep
         self.socks = [socket.create_connection((HOST, port)) for _ in range(connections)]
+        if tls:
+            # The bench's own certificate: nothing to verify. ALPN as browsers and h2load --h1.
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            context.set_alpn_protocols(["http/1.1"])
+            self.socks = [context.wrap_socket(sock) for sock in self.socks]
 
     def send(self, index: int) -> None:
         raise NotImplementedError
@@ -162,8 +171,8 @@ class H1Client(Client):
     turn counts as `pipeline` requests)."""
 
     def __init__(self, port: int, connections: int, request: Request,
-                 lockstep: bool = False, pipeline: int = 1) -> None:
-        super().__init__(port, connections, request, lockstep)
+                 lockstep: bool = False, pipeline: int = 1, tls: bool = False) -> None:
+        super().__init__(port, connections, request, lockstep, tls)
         self.pipeline = pipeline
         self.payload = encode_request(request, HOST) * pipeline
         self.buffers = [bytearray() for _ in self.socks]
@@ -229,22 +238,23 @@ def client(scenario: Scenario, port: int) -> Client:
     if scenario.protocol == "h2c":
         return H2Client(port, scenario.connections, scenario.request, scenario.lockstep)
     return H1Client(port, scenario.connections, scenario.request, scenario.lockstep,
-                    scenario.pipeline)
+                    scenario.pipeline, tls=scenario.protocol == "h1tls")
 
 
-def drive(port: int, path: str, connections: int, requests: int) -> None:
+def drive(port: int, path: str, connections: int, requests: int, tls: bool = False) -> None:
     """`requests` keep-alive GETs of `path` spread round-robin over `connections` sockets."""
-    with H1Client(port, connections, Request(path=path)) as h1:
+    with H1Client(port, connections, Request(path=path), tls=tls) as h1:
         h1.run(requests)
 
 
-def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
+def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float,
+               tls: bool = False) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError("server exited at start")
         try:
-            drive(port, "/hello", 1, 1)
+            drive(port, "/hello", 1, 1, tls)
             return
         except OSError:
             time.sleep(0.5)
@@ -299,7 +309,7 @@ def measure(server: str, scenario: Scenario, keep: Path | None = None) -> float:
         process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, start_new_session=True)
         try:
-            wait_ready(port, process, 180.0)
+            wait_ready(port, process, 180.0, scenario.protocol == "h1tls")
             with client(scenario, port) as load:
                 load.run(scenario.warmup)
                 _control(process.pid, "--instr=on")
@@ -341,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--pipeline", type=int, default=1,
                         help="h1: requests written back to back per connection (as pipelined_h1)")
+    parser.add_argument("--tls", action="store_true",
+                        help="HTTP/1.1 over TLS (implied by --like h1_tls)")
     parser.add_argument("--keep", type=Path, help="copy each dump here (for callgrind_annotate)")
     args = parser.parse_args(argv)
     if args.check or args.record:
@@ -349,8 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         lambda name: measure("roadrunner", GATE[name], args.keep), args.repeat,
                         path=args.baseline)
     request = _bench_request(args.like) if args.like else Request(path=args.path)
-    scenario = Scenario("custom", request, connections=args.connections,
-                        warmup=args.warmup, requests=args.requests, pipeline=args.pipeline)
+    tls = args.tls or (args.like is not None and "h1tls" in SCENARIOS[args.like].requires)
+    scenario = Scenario("custom", request, protocol="h1tls" if tls else "h1",
+                        connections=args.connections, warmup=args.warmup,
+                        requests=args.requests, pipeline=args.pipeline)
     for server in args.server or ["roadrunner", "uvicorn"]:
         per_request = measure(server, scenario, args.keep)
         print(f"{server}: {per_request:,.0f} instructions per request ({scenario.settings})")
