@@ -62,7 +62,7 @@ class Server:
         # The TCP listening sockets this process owns alone (shutdown adopts their accept queue),
         # with the protocol factory and TLS context serving them.
         self.listeners: list[socket.socket] = []
-        self.listener_factory: Callable[[], asyncio.Protocol] | None = None
+        self.listener_factory: Callable[[], asyncio.BaseProtocol] | None = None
         self.listener_ssl: Any = None
         self.h3_port: int | None = None  # UDP port serving HTTP/3, advertised with Alt-Svc
 
@@ -147,7 +147,7 @@ class Server:
             self.log_started(listeners)
         self.started = True
 
-    def protocol_factory(self, loop: asyncio.AbstractEventLoop) -> Callable[[], asyncio.Protocol]:
+    def protocol_factory(self, loop: asyncio.AbstractEventLoop) -> Callable[[], asyncio.BaseProtocol]:
         """The connection protocol for each accepted TCP connection."""
         from roadrunner.protocols.select import protocol_factory
 

@@ -25,6 +25,8 @@ H1_FRAMING_FIELDS: Final = frozenset({b"content-length", b"transfer-encoding", b
 # instructions, 2.5% of an HTTP/1.1 hello); 3.12 formats it only when asked. Request tasks
 # on 3.10 and 3.11 share this name instead (docs/architecture.md, "Request tasks").
 REQUEST_TASK_NAME: Final[str | None] = None if sys.version_info >= (3, 12) else "roadrunner-request"
+# What a read may take at once: asyncio's and uvloop's own read size.
+READ_BUFFER_SIZE: Final = 262144
 
 
 class ServerState:
@@ -44,6 +46,9 @@ class ServerState:
         # HTTP/1.1 connections holding a response head back for its first body chunk: one
         # callback per loop pass flushes those still waiting (not one callback per response).
         self.held_heads: list[Any] = []
+        # Connections are buffered protocols: every read of this server lands here first, and
+        # leaves as a bytes object of the size read (see H1Connection.get_buffer).
+        self.read_buffer = memoryview(bytearray(READ_BUFFER_SIZE))
         self.draining = False  # graceful shutdown has begun
         # --reset-contextvars: each request's app runs in a fresh contextvars.Context.
         self.reset_contextvars = False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import socket
@@ -15,8 +14,9 @@ from typing import Any
 import pytest
 
 from roadrunner.config import Config
+from roadrunner.loops import asyncio_run, get_loop_factory
 from roadrunner.protocols.http2.engine import nghttp2_missing
-from roadrunner.server import Server, setup_event_loop
+from roadrunner.server import Server
 
 NGHTTP2_MISSING = nghttp2_missing()
 # The HTTP/2 engines a test runs on (the http2_engine fixture; module-scoped servers use it
@@ -63,8 +63,9 @@ def run_server(app: Any, **kwargs: Any) -> Iterator[RunningServer]:
 
     def target() -> None:
         try:
-            setup_event_loop(config.loop)
-            asyncio.run(server.serve())
+            # As Server.run: the loop --loop names (a policy set by an earlier test would make
+            # loop="asyncio" run on uvloop).
+            asyncio_run(server.serve(), get_loop_factory(config.loop))
         except BaseException as exc:  # noqa: BLE001 - reported to the test
             errors.append(exc)
 

@@ -14,10 +14,10 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from roadrunner.config import is_trusted
-from roadrunner.protocols.tcp import describe_peer
+from roadrunner.protocols.tcp import ConnectionProtocol, describe_peer
 from roadrunner.proxy_protocol import ProxyHeader, ProxyProtocolError, bytes_needed, parse
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class TLSHandoff(asyncio.Protocol):
         self.lost = True
         self.lost_exc = exc
 
-    def replay(self, protocol: asyncio.Protocol, transport: asyncio.Transport) -> None:
+    def replay(self, protocol: ConnectionProtocol, transport: asyncio.Transport) -> None:
         """Give protocol everything held here, in order."""
         for chunk in self.data:
             protocol.data_received(chunk)
@@ -131,7 +131,7 @@ class ProxyProtocolReader(asyncio.BufferedProtocol):
         self,
         config: Config,
         server_state: ServerState,
-        factory: Callable[[], asyncio.Protocol],
+        factory: Callable[[], asyncio.BaseProtocol],
         ssl_context: ssl.SSLContext | None,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
@@ -265,13 +265,13 @@ class ProxyProtocolReader(asyncio.BufferedProtocol):
         proxied = ProxiedTransport(tls_transport, header)
         tls_transport.set_protocol(protocol)
         protocol.connection_made(proxied)
-        handoff.replay(protocol, proxied)
+        handoff.replay(cast(ConnectionProtocol, protocol), proxied)
 
 
 def proxy_protocol_factory(
     config: Config,
     server_state: ServerState,
-    factory: Callable[[], asyncio.Protocol],
+    factory: Callable[[], asyncio.BaseProtocol],
     ssl_context: ssl.SSLContext | None,
     loop: asyncio.AbstractEventLoop,
 ) -> Callable[[], asyncio.BaseProtocol]:

@@ -12,10 +12,13 @@ from collections.abc import Callable
 from typing import Any
 
 from roadrunner.config import Config
-from roadrunner.protocols.http1 import connection_class
-from roadrunner.protocols.http2.connection import Http2Connection
+from roadrunner.protocols.http1 import H1Connection, connection_class
+from roadrunner.protocols.http2.connection import Http2Connection, PlainReadsHttp2Connection
+from roadrunner.protocols.tcp import reads_by_data_received
 
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+Connection = H1Connection | Http2Connection
 
 
 class ProtocolSelector(asyncio.Protocol):
@@ -23,13 +26,15 @@ class ProtocolSelector(asyncio.Protocol):
 
     def __init__(
         self,
-        h1: Callable[..., asyncio.Protocol],
+        h1: Callable[..., Connection],
+        h2: Callable[..., Connection],
         config: Config,
         server_state: Any,
         app_state: dict[str, Any],
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.h1 = h1
+        self.h2 = h2
         self.config = config
         self.state = server_state
         self.app_state = app_state
@@ -43,7 +48,7 @@ class ProtocolSelector(asyncio.Protocol):
         ssl_object = transport.get_extra_info("ssl_object")
         alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
         if alpn == "h2":
-            self.switch(Http2Connection)
+            self.switch(self.h2)
         elif alpn == "http/1.1":
             self.switch(self.h1)
         else:
@@ -56,9 +61,9 @@ class ProtocolSelector(asyncio.Protocol):
         size = len(self.buffer)
         if size < len(HTTP2_PREFACE) and HTTP2_PREFACE.startswith(self.buffer):
             return
-        self.switch(Http2Connection if self.buffer.startswith(HTTP2_PREFACE) else self.h1)
+        self.switch(self.h2 if self.buffer.startswith(HTTP2_PREFACE) else self.h1)
 
-    def switch(self, factory: Callable[..., asyncio.Protocol]) -> None:
+    def switch(self, factory: Callable[..., Connection]) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -102,19 +107,21 @@ def protocol_factory(
     server_state: Any,
     app_state: dict[str, Any],
     loop: asyncio.AbstractEventLoop,
-) -> Callable[[], asyncio.Protocol]:
+) -> Callable[[], asyncio.BaseProtocol]:
     """A factory of connection protocols for one TCP listener."""
-    h1 = connection_class(config)
+    plain_reads = reads_by_data_received(config.is_ssl, loop)
+    h1 = connection_class(config, plain_reads)
+    h2 = PlainReadsHttp2Connection if plain_reads else Http2Connection
     h1_enabled = "h1" in config.protocols or "h2" not in config.protocols
 
     if "h2" not in config.protocols:
-        def make() -> asyncio.Protocol:
+        def make() -> asyncio.BaseProtocol:
             return h1(config, server_state, app_state, loop)
     elif not h1_enabled:
-        def make() -> asyncio.Protocol:
-            return Http2Connection(config, server_state, app_state, loop)
+        def make() -> asyncio.BaseProtocol:
+            return h2(config, server_state, app_state, loop)
     else:
-        def make() -> asyncio.Protocol:
-            return ProtocolSelector(h1, config, server_state, app_state, loop)
+        def make() -> asyncio.BaseProtocol:
+            return ProtocolSelector(h1, h2, config, server_state, app_state, loop)
 
     return make

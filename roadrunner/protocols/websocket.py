@@ -104,12 +104,15 @@ def upgrade_h1(connection: H1Connection, stream: HTTPStream) -> bool:
         )
         connection.close_connection()
         return True
-    ws = H1WebSocketConnection(connection, scope)
+    # Reads reach it as they reached the HTTP/1.1 connection (tcp.reads_by_data_received).
+    ws_class = PlainReadsH1WebSocketConnection if isinstance(connection, asyncio.Protocol) else (
+        H1WebSocketConnection)
+    ws = ws_class(connection, scope)
     connection.upgraded_to = ws
     return True
 
 
-class H1WebSocketConnection(asyncio.Protocol):
+class H1WebSocketConnection(asyncio.BufferedProtocol):
     """The socket after an HTTP/1.1 Upgrade: bytes in and out of one WebSocketStream."""
 
     def __init__(self, h1: H1Connection, http_scope: dict[str, Any]) -> None:
@@ -135,10 +138,17 @@ class H1WebSocketConnection(asyncio.Protocol):
             self.transport.resume_reading()
         self.stream.task = self.state.start_task(self.loop, self.stream.run(h1.app))
 
-    # -- asyncio.Protocol --------------------------------------------------------------------------
+    # -- asyncio.BufferedProtocol ------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         self.stream.feed_data(data)
+
+    # A buffered protocol: reads land in the server's one buffer (tcp.reads_by_data_received).
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.state.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.stream.feed_data(self.state.read_buffer[:nbytes].tobytes())
 
     def eof_received(self) -> bool | None:
         return None  # a half-closed WebSocket is a closed one
@@ -236,6 +246,11 @@ class H1WebSocketConnection(asyncio.Protocol):
 
 
 # -- HTTP/2 and HTTP/3: Extended CONNECT (RFC 8441, RFC 9220) -----------------------------------
+
+
+class PlainReadsH1WebSocketConnection(H1WebSocketConnection, asyncio.Protocol):
+    """H1WebSocketConnection taking reads by data_received: uvloop's plaintext transport (uvloop
+    treats an asyncio.Protocol as one; see tcp.reads_by_data_received)."""
 
 
 def split_fields(headers: Headers) -> tuple[dict[bytes, bytes], Headers]:

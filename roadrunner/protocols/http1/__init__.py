@@ -11,8 +11,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from roadrunner.protocols.http1.connection import H1Connection
-from roadrunner.protocols.http1.h11_parser import H11Connection
-from roadrunner.protocols.http1.httptools_parser import HttpToolsConnection, httptools
+from roadrunner.protocols.http1.h11_parser import H11Connection, PlainReadsH11Connection
+from roadrunner.protocols.http1.httptools_parser import (
+    HttpToolsConnection,
+    PlainReadsHttpToolsConnection,
+    httptools,
+)
 from roadrunner.protocols.http1.rules import STATUS_LINES, RequestRejected
 
 if TYPE_CHECKING:
@@ -24,12 +28,13 @@ __all__ = [
 ]
 
 
-def connection_class(config: Config) -> Callable[..., H1Connection]:
-    """Pick the HTTP/1.1 implementation for --http."""
+def connection_class(config: Config, plain_reads: bool = False) -> Callable[..., H1Connection]:
+    """Pick the HTTP/1.1 implementation for --http; `plain_reads`: its variant that takes reads
+    by data_received (tcp.reads_by_data_received)."""
     if config.http == "h11" or (config.http == "auto" and httptools is None):
-        return H11Connection
+        return PlainReadsH11Connection if plain_reads else H11Connection
     if config.http in ("auto", "httptools"):
-        return HttpToolsConnection
+        return PlainReadsHttpToolsConnection if plain_reads else HttpToolsConnection
     from roadrunner.config import import_from_string
 
     return import_from_string(config.http)  # type: ignore[no-any-return]

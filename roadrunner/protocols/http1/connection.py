@@ -29,7 +29,13 @@ from roadrunner.protocols.http1.rules import (
     valid_authority,
 )
 from roadrunner.protocols.http1.writer import ResponseWriter
-from roadrunner.protocols.tcp import describe_peer, reset_transport, send_wait, transport_addresses
+from roadrunner.protocols.tcp import (
+    ConnectionProtocol,
+    describe_peer,
+    reset_transport,
+    send_wait,
+    transport_addresses,
+)
 from roadrunner.protocols.timer import DeadlineTimer
 
 if TYPE_CHECKING:
@@ -42,7 +48,7 @@ access_logger = logging.getLogger("roadrunner.access")
 Headers = list[tuple[bytes, bytes]]
 
 
-class H1Connection(ResponseWriter, asyncio.Protocol):
+class H1Connection(ResponseWriter, asyncio.BufferedProtocol):
     """Shared HTTP/1.1 connection machinery; subclasses supply the parser."""
 
     supports_trailers = True
@@ -99,7 +105,7 @@ class H1Connection(ResponseWriter, asyncio.Protocol):
         self.bytes_in_request = 0
         self.start_writer()  # the response side's state (writer.ResponseWriter)
         self.body_received = 0
-        self.upgraded_to: asyncio.Protocol | None = None  # set when an Upgrade took the socket
+        self.upgraded_to: ConnectionProtocol | None = None  # set when an Upgrade took the socket
         # RFC 9112 §9.6: no request is read after one that ends the connection (close, 1.0).
         self.last_request = False
         self.reads_done = False
@@ -110,7 +116,7 @@ class H1Connection(ResponseWriter, asyncio.Protocol):
     def start_parser(self) -> None:
         """The parser subclass's own state (called last by __init__)."""
 
-    # -- asyncio.Protocol ---------------------------------------------------------------------------
+    # -- asyncio.BufferedProtocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
         self.transport = transport  # type: ignore[assignment]
@@ -133,6 +139,17 @@ class H1Connection(ResponseWriter, asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         return None
+
+    def data_received(self, data: bytes) -> None:
+        raise NotImplementedError  # pragma: no cover - every parser subclass has its own
+
+    # A buffered protocol: reads land in the server's one buffer (tcp.reads_by_data_received;
+    # the parser subclasses' PlainReads variants take them by data_received instead).
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.state.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self.state.read_buffer[:nbytes].tobytes())
 
     def pause_writing(self) -> None:
         self.write_paused = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import h11
@@ -260,3 +261,8 @@ class H11Connection(H1Connection):
                     conn.receive_data(release)
             elif isinstance(event, h11.ConnectionClosed):
                 return
+
+
+class PlainReadsH11Connection(H11Connection, asyncio.Protocol):
+    """H11Connection taking reads by data_received: uvloop's plaintext transport (uvloop treats
+    an asyncio.Protocol as one; see tcp.reads_by_data_received)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import ClassVar, Final
 
@@ -140,3 +141,8 @@ class HttpToolsConnection(H1Connection):
         self.url = b""
         self.headers = NO_HEADERS
         self.request_end()
+
+
+class PlainReadsHttpToolsConnection(HttpToolsConnection, asyncio.Protocol):
+    """HttpToolsConnection taking reads by data_received: uvloop's plaintext transport (uvloop
+    treats an asyncio.Protocol as one; see tcp.reads_by_data_received)."""

@@ -41,7 +41,7 @@ logger = logging.getLogger("roadrunner.error")
 FLUSH_HIGH_WATER: Final = 65536
 
 
-class Http2Connection(ConnectionLifetime, asyncio.Protocol):
+class Http2Connection(ConnectionLifetime, asyncio.BufferedProtocol):
     """One HTTP/2 connection: h2 events in, HTTPStreams out, with limits and flood guards."""
 
     # Slots, not a __dict__: an idle connection holds this object (and its engine) for its life.
@@ -97,7 +97,7 @@ class Http2Connection(ConnectionLifetime, asyncio.Protocol):
         self.upgrade_body_left = 0
         self.upgrade_head = b""  # the 101 of an h2c upgrade, held until its body is in
 
-    # -- asyncio.Protocol ---------------------------------------------------------------------------
+    # -- asyncio.BufferedProtocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
         self.transport = transport  # type: ignore[assignment]
@@ -160,6 +160,14 @@ class Http2Connection(ConnectionLifetime, asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         return None
+
+    # A buffered protocol: reads land in the server's one buffer (tcp.reads_by_data_received;
+    # PlainReadsHttp2Connection takes them by data_received instead).
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.state.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self.state.read_buffer[:nbytes].tobytes())
 
     # -- receiving ------------------------------------------------------------------------------------
 
@@ -591,3 +599,7 @@ class Http2Connection(ConnectionLifetime, asyncio.Protocol):
             self.written += len(data)
             self.transport.write(data)
 
+
+class PlainReadsHttp2Connection(Http2Connection, asyncio.Protocol):
+    """Http2Connection taking reads by data_received: uvloop's plaintext transport (uvloop
+    treats an asyncio.Protocol as one; see tcp.reads_by_data_received)."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from typing import TYPE_CHECKING
 
 from h2.exceptions import ProtocolError
 
-from roadrunner.protocols.http2.connection import Http2Connection
+from roadrunner.protocols.http2.connection import Http2Connection, PlainReadsHttp2Connection
 from roadrunner.protocols.http2.stream import H2StreamTransport
 
 if TYPE_CHECKING:
@@ -52,7 +53,9 @@ def upgrade_from_h1(h1: H1Connection, stream: HTTPStream) -> bool:
         raw = base64.b64decode(settings[0] + b"=" * (-len(settings[0]) % 4), b"-_", True)
     except (binascii.Error, ValueError):
         return False
-    connection = Http2Connection(config, h1.state, h1.app_state, h1.loop)
+    # Reads reach it as they reached the HTTP/1.1 connection (tcp.reads_by_data_received).
+    h2_class = PlainReadsHttp2Connection if isinstance(h1, asyncio.Protocol) else Http2Connection
+    connection = h2_class(config, h1.state, h1.app_state, h1.loop)
     try:
         connection.h2.initiate_upgrade(raw)
     except ProtocolError:
