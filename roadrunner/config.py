@@ -39,6 +39,7 @@ from roadrunner.importer import (
     wsgi_middleware,
 )
 from roadrunner.logging import LOG_LEVELS, LOGGING_CONFIG, configure_logging
+from roadrunner.tls import direct_ssl_objects
 
 __all__ = [
     "AppImportError", "ASGI2Middleware", "Config", "ConfigError", "LOG_LEVELS", "import_from_string",
@@ -386,7 +387,7 @@ class Config:
         """Build the SSL context, encode headers, import and wrap the app."""
         assert not self.loaded
         if self.is_ssl:
-            self.ssl = self.load_ssl_context()
+            self.ssl = direct_ssl_objects(self.load_ssl_context())
         self.encoded_headers = [
             (key.lower().encode("latin-1"), value.encode("latin-1")) for key, value in self.headers
         ]
