@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import sys
 import tracemalloc
 from collections.abc import Iterator
 from typing import Any
@@ -131,4 +132,6 @@ def test_no_read_allocates_a_256k_buffer(tls_files: dict[str, str], loop: str, t
     # uvloop's plaintext transport alone hands over bytes (an asyncio.Protocol to it).
     by_data_received = loop == "uvloop" and not tls
     assert kinds == {(True, by_data_received)}, kinds
+    if tls and loop == "asyncio" and sys.version_info < (3, 11):
+        return  # 3.10's asyncio TLS layer (sslproto._SSLPipe) reads 256 KiB itself, whatever the protocol
     assert peak < PEAK_LIMIT, f"a read allocated {peak:,} bytes at once"

@@ -266,3 +266,5 @@ class H11Connection(H1Connection):
 class PlainReadsH11Connection(H11Connection, asyncio.Protocol):
     """H11Connection taking reads by data_received: uvloop's plaintext transport (uvloop treats
     an asyncio.Protocol as one; see tcp.reads_by_data_received)."""
+
+    __slots__ = ()

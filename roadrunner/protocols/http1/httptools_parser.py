@@ -146,3 +146,5 @@ class HttpToolsConnection(H1Connection):
 class PlainReadsHttpToolsConnection(HttpToolsConnection, asyncio.Protocol):
     """HttpToolsConnection taking reads by data_received: uvloop's plaintext transport (uvloop
     treats an asyncio.Protocol as one; see tcp.reads_by_data_received)."""
+
+    __slots__ = ()

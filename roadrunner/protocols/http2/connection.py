@@ -603,3 +603,5 @@ class Http2Connection(ConnectionLifetime, asyncio.BufferedProtocol):
 class PlainReadsHttp2Connection(Http2Connection, asyncio.Protocol):
     """Http2Connection taking reads by data_received: uvloop's plaintext transport (uvloop
     treats an asyncio.Protocol as one; see tcp.reads_by_data_received)."""
+
+    __slots__ = ()
