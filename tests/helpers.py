@@ -156,3 +156,16 @@ async def read_body(receive: Any) -> bytes:
         body += message.get("body", b"")
         if not message.get("more_body"):
             return bytes(body)
+
+
+async def websocket_echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI WebSocket app that accepts and sends every message back."""
+    assert scope["type"] == "websocket"
+    await receive()
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        payload = {k: v for k, v in message.items() if k in ("text", "bytes")}
+        await send({"type": "websocket.send", **payload})

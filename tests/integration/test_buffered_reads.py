@@ -24,7 +24,7 @@ import h2.events
 import pytest
 from websockets.sync.client import connect
 
-from tests.helpers import recv_until, run_server
+from tests.helpers import read_body, recv_until, run_server, websocket_echo
 
 REQUESTS = 20
 # A 256 KiB read buffer would put the peak at least this far above the start.
@@ -33,19 +33,9 @@ PEAK_LIMIT = 160 * 1024
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "websocket":
-        await receive()
-        await send({"type": "websocket.accept"})
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            await send({"type": "websocket.send", "text": message["text"]})
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+        await websocket_echo(scope, receive, send)
+        return
+    body = await read_body(receive)
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-length", b"%d" % (len(body) + 2))]})
     await send({"type": "http.response.body", "body": b"ok" + body})

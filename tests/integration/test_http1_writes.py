@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from roadrunner.protocols.http1 import rules
-from tests.helpers import raw_request, recv_until, run_server
+from tests.helpers import raw_request, read_body, recv_until, run_server
 
 CHUNKS = 50
 
@@ -291,12 +291,7 @@ def test_a_100_continue_leaves_after_the_pipelined_response_before_it(http: str)
     """RFC 9112 §9.3.2: responses in request order; an interim 100 Continue for a pipelined
     request comes after the earlier response, however that one was held."""
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", str(len(body) + 2).encode())]})
         await send({"type": "http.response.body", "body": b"ok" + body})

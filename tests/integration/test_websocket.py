@@ -22,21 +22,12 @@ from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFact
 
 from roadrunner.asgi.websocket_stream import WebSocketStream
 from roadrunner.protocols.websocket import H1WebSocketConnection
-from tests.helpers import raw_request, run_server, status_of
+from tests.helpers import raw_request, run_server, status_of, websocket_echo
 
 PARSERS = ["httptools", "h11"]
 
 
-async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    assert scope["type"] == "websocket"
-    await receive()
-    await send({"type": "websocket.accept"})
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        payload = {k: v for k, v in message.items() if k in ("text", "bytes")}
-        await send({"type": "websocket.send", **payload})
+echo_app = websocket_echo
 
 
 def run(coro: Any) -> Any:
