@@ -14,7 +14,7 @@ import os
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from roadrunner.asgi.errors import ClientDisconnected, caused_by_disconnect
+from roadrunner.asgi.errors import ClientDisconnected, caused_by_disconnect, release_frames
 from roadrunner.asgi.validation import (
     InvalidMessage,
     validate_early_hint,
@@ -157,6 +157,7 @@ class HTTPStream:
                 # rewrap) out: the expected end of a response nobody reads any more.
                 # The connection already dealt with the disconnect (or is answering 413).
                 logger.debug("ASGI application stopped after the client disconnected: %r", exc)
+                release_frames(exc)
                 return
             msg = "Exception in ASGI application\n"
             logger.error(msg, exc_info=exc)

@@ -32,7 +32,7 @@ from wsproto.extensions import Extension
 from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import LocalProtocolError, split_comma_header
 
-from roadrunner.asgi.errors import ClientDisconnected, caused_by_disconnect
+from roadrunner.asgi.errors import ClientDisconnected, caused_by_disconnect, release_frames
 from roadrunner.asgi.validation import InvalidMessage, validate_response_start
 from roadrunner.asgi.websocket_extensions import BoundedPerMessageDeflate, MessageSizeLimit
 from roadrunner.asgi.websocket_fastpath import encode_frame, parse_frames, wsproto_idle
@@ -324,6 +324,7 @@ class WebSocketStream:
                 raise
             if isinstance(exc, Exception) and caused_by_disconnect(exc):
                 # The app let our ClientDisconnected out (uvicorn: silent); closed already.
+                release_frames(exc)
                 self.fail_app(1011)
                 return
             logger.error("Exception in ASGI application\n", exc_info=exc)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -221,6 +222,49 @@ def test_starlette_endless_stream_stops_when_client_leaves(
         started = time.monotonic()
     # Nothing is left running: shutdown is prompt (uvicorn: 0.3 s).
     assert time.monotonic() - started < 10
+
+
+def test_a_body_iterator_is_closed_when_the_app_lets_the_disconnect_out() -> None:
+    """send() raises once the client is gone (spec 2.4+), and an app that lets that out often
+    leaves the exception in a reference cycle (a task group keeps it; here a local does): its
+    async generator then stays suspended until the cyclic GC runs, which on an idle server may
+    be never (Starlette's stream with a disconnect listener, spec 2.3, met that when send()
+    raised before the listener's cancel landed). The server clears the finished frames of the
+    exception it discards, so the generator is freed and asyncio closes it. Judged with the
+    collector off: before, its finally never ran."""
+    finally_ran = threading.Event()
+    chunks_sent = threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async def numbers() -> Any:
+            try:
+                while True:
+                    yield b"x\n"
+            finally:
+                finally_ran.set()
+
+        body = numbers()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            async for chunk in body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                chunks_sent.set()
+                await asyncio.sleep(0.02)
+        except OSError as exc:
+            error = exc  # noqa: F841 - the frame <-> traceback cycle a framework's task group makes
+            raise
+
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with run_server(app) as server:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert chunks_sent.wait(5)
+            assert finally_ran.wait(5), "the body iterator was left to the garbage collector"
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
 
 # -- the spin guard: a real process, its CPU time and SIGTERM --------------------------------------
